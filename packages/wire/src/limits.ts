@@ -8,8 +8,8 @@
 export interface LineFramerLimits {
   /**
    * Longest line accepted, in bytes, CRLF included. Default 8192.
-   * RFC 5321 §4.5.3.1.4 sets 1000 for an SMTP text line and §4.5.3.1.5 512
-   * for a command line, but extensions make command lines longer (Postfix's
+   * RFC 5321 §4.5.3.1.4 sets 512 for an SMTP command line and §4.5.3.1.6
+   * 1000 for a text line, but extensions make command lines longer (Postfix's
    * `line_length_limit` is 2048, Dovecot's IMAP `imap_max_line_length` is 64k);
    * each protocol passes its own number, and 8192 is the generic safe default.
    */
@@ -64,10 +64,18 @@ export interface ListenerLimits {
   readonly maxConnectionsPerIp: number;
   /** Idle time before a connection is closed, in ms. Default 300000 (RFC 5321 §4.5.3.2.7: a server SHOULD wait at least 5 minutes). Each protocol passes its own (IMAP: 30 min, RFC 9051 §5.4). */
   readonly idleTimeoutMs: number;
-  /** How long an implicit-TLS handshake may take, in ms. Default 30000. */
+  /** How long an implicit-TLS or STARTTLS handshake may take, in ms. Default 30000. 0 means no timeout. */
   readonly tlsHandshakeTimeoutMs: number;
   /** How long `close()` waits for sessions to finish before destroying them, in ms. Default 30000. */
   readonly closeTimeoutMs: number;
+  /**
+   * How long a goodbye may take — an idle-timeout message from `onIdle`, or a
+   * reject message — before the socket is destroyed, in ms. Default 5000: the
+   * goodbye is one line, and a peer that does not read must not keep a socket
+   * (Postfix's smtpd likewise writes its 421 and disconnects at once). 0 means
+   * no wait: the socket is destroyed right after the write is queued.
+   */
+  readonly goodbyeTimeoutMs: number;
 }
 
 export interface SaslLimits {
@@ -83,13 +91,59 @@ export interface SaslLimits {
   readonly maxScramIterations: number;
 }
 
+export interface SaslCredentialLimits {
+  /**
+   * Longest authentication or authorization identity accepted, in UTF-8
+   * bytes. Default 512. RFC 4616 §2 requires a server to accept at least 255
+   * octets; an RFC 5321 §4.5.3.1.3 path (a mailbox used as a user name) is at
+   * most 256 octets, and 512 leaves room for realm-qualified names.
+   */
+  readonly maxSaslIdentityBytes: number;
+  /**
+   * Longest password accepted (PLAIN, LOGIN), in UTF-8 bytes. Default 1024:
+   * RFC 4616 §2 asks for at least 255; passphrases and generated app
+   * passwords fit easily; longer input is refused before any hashing work.
+   */
+  readonly maxSaslPasswordBytes: number;
+}
+
+export interface PasswordHashLimits {
+  /**
+   * Lowest scrypt cost exponent (`ln`, N = 2^ln) accepted when hashing or
+   * verifying. Default 10 (N = 1024): anything cheaper is not a password hash
+   * worth storing (RFC 7914 §2 suggests N = 2^14 for interactive logins).
+   */
+  readonly minScryptLogN: number;
+  /**
+   * Highest scrypt cost exponent accepted. Default 20 (N = 2^20, the RFC 7914
+   * §2 "file encryption" setting): a stored string asking for more is
+   * treated as malformed rather than allowed to spin a core for seconds.
+   */
+  readonly maxScryptLogN: number;
+  /** Highest scrypt block size `r`. Default 32 (RFC 7914 §2 uses r = 8; OWASP too). */
+  readonly maxScryptBlockSize: number;
+  /** Highest scrypt parallelism `p`. Default 16 (RFC 7914 §2 uses p = 1; OWASP allows up to 5 at lower N). */
+  readonly maxScryptParallelism: number;
+  /**
+   * Most memory one scrypt computation may use, in bytes (about 128·N·r).
+   * Default 256 MiB: OWASP's strongest scrypt setting (N = 2^17, r = 8) needs
+   * 128 MiB. Passed to `crypto.scrypt` as `maxmem` with a small margin.
+   */
+  readonly maxScryptMemoryBytes: number;
+}
+
+/** What a SASL server session enforces. */
+export interface SaslServerLimits extends SaslLimits, SaslCredentialLimits {}
+
 export interface WireLimits
   extends LineFramerLimits,
     DataDecoderLimits,
     LiteralLimits,
     Omit<ProxyProtocolLimits, 'maxV1HeaderBytes'>,
     ListenerLimits,
-    SaslLimits {}
+    SaslLimits,
+    SaslCredentialLimits,
+    PasswordHashLimits {}
 
 export const defaultLimits: Readonly<WireLimits> = Object.freeze({
   maxLineLength: 8192,
@@ -103,10 +157,23 @@ export const defaultLimits: Readonly<WireLimits> = Object.freeze({
   idleTimeoutMs: 300_000,
   tlsHandshakeTimeoutMs: 30_000,
   closeTimeoutMs: 30_000,
+  goodbyeTimeoutMs: 5000,
   maxSaslMessageBytes: 16_384,
   minScramIterations: 4096,
   maxScramIterations: 1_000_000,
+  maxSaslIdentityBytes: 512,
+  maxSaslPasswordBytes: 1024,
+  minScryptLogN: 10,
+  maxScryptLogN: 20,
+  maxScryptBlockSize: 32,
+  maxScryptParallelism: 16,
+  maxScryptMemoryBytes: 256 * 1024 * 1024,
 });
+
+/** The keys of each group, for `resolveLimits(keys, given)`. */
+export const saslClientLimitKeys = ['maxSaslMessageBytes', 'minScramIterations', 'maxScramIterations'] as const;
+export const saslServerLimitKeys = [...saslClientLimitKeys, 'maxSaslIdentityBytes', 'maxSaslPasswordBytes'] as const;
+export const passwordHashLimitKeys = ['minScryptLogN', 'maxScryptLogN', 'maxScryptBlockSize', 'maxScryptParallelism', 'maxScryptMemoryBytes'] as const;
 
 /** PROXY v1's fixed maximum header length (haproxy proxy-protocol.txt §2.1). */
 export const PROXY_V1_MAX_HEADER_BYTES = 107;
