@@ -4,23 +4,10 @@ import { describe, expect, it } from 'vitest';
 import { FramingError } from '../../src/errors.js';
 import { DataDecoder, DataEncoder, decodeData, encodeData, encodeDataStream } from '../../src/codec/data-codec.js';
 import type { DataDecoderEvent, DataDecoderOptions } from '../../src/codec/data-codec.js';
+import { bytesOf, split } from './chunking.js';
 
 const b = (s: string): Buffer => Buffer.from(s, 'latin1');
 const s = (buf: Buffer): string => buf.toString('latin1');
-
-function split(input: Buffer, cuts: readonly number[]): Buffer[] {
-  const points = [...new Set(cuts.map((c) => c % (input.length + 1)))].sort((x, y) => x - y);
-  const chunks: Buffer[] = [];
-  let prev = 0;
-  for (const p of points) {
-    chunks.push(input.subarray(prev, p));
-    prev = p;
-  }
-  chunks.push(input.subarray(prev));
-  return chunks;
-}
-
-const bytesOf = (input: Buffer): Buffer[] => [...input].map((x) => Buffer.from([x]));
 
 type Norm = { type: 'data'; data: string } | { type: 'error'; code: string } | { type: 'end'; [k: string]: unknown } | { type: 'leftover'; data: string };
 

@@ -5,6 +5,7 @@ import { FramingError } from '../../src/errors.js';
 import { defaultLimits } from '../../src/limits.js';
 import { LineFramer, frameLines } from '../../src/codec/line-framer.js';
 import type { LineFramerEvent, LineFramerOptions } from '../../src/codec/line-framer.js';
+import { bytesOf, split } from './chunking.js';
 
 const b = (s: string): Buffer => Buffer.from(s, 'latin1');
 
@@ -65,20 +66,6 @@ function run(chunks: readonly Uint8Array[], options: LineFramerOptions): Norm[] 
   }
   return merge(out);
 }
-
-function split(input: Buffer, cuts: readonly number[]): Buffer[] {
-  const points = [...new Set(cuts.map((c) => c % (input.length + 1)))].sort((x, y) => x - y);
-  const chunks: Buffer[] = [];
-  let prev = 0;
-  for (const p of points) {
-    chunks.push(input.subarray(prev, p));
-    prev = p;
-  }
-  chunks.push(input.subarray(prev));
-  return chunks;
-}
-
-const bytesOf = (input: Buffer): Buffer[] => [...input].map((x) => Buffer.from([x]));
 
 /**
  * Reference model, written for clarity rather than speed, over the whole input

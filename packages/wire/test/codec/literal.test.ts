@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { FramingError } from '../../src/errors.js';
 import { LineFramer } from '../../src/codec/line-framer.js';
 import type { LineFramerEvent, LineFramerOptions, LiteralEvent } from '../../src/codec/line-framer.js';
+import { split } from './chunking.js';
 
 const b = (s: string): Buffer => Buffer.from(s, 'latin1');
 
@@ -68,18 +69,6 @@ function run(chunks: readonly Uint8Array[], options: LineFramerOptions, decide: 
     }
   }
   return merge(out);
-}
-
-function split(input: Buffer, cuts: readonly number[]): Buffer[] {
-  const points = [...new Set(cuts.map((c) => c % (input.length + 1)))].sort((x, y) => x - y);
-  const chunks: Buffer[] = [];
-  let prev = 0;
-  for (const p of points) {
-    chunks.push(input.subarray(prev, p));
-    prev = p;
-  }
-  chunks.push(input.subarray(prev));
-  return chunks;
 }
 
 describe('LineFramer: IMAP literals, server side', () => {
