@@ -1,4 +1,6 @@
 import { defineProject } from 'vitest/config';
+// Node 20 polyfills for vitest's reporters, also when the package is tested on its own.
+import '../../scripts/vitest-node20.js';
 
 export default defineProject({
   test: {
