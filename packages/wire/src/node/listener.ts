@@ -401,7 +401,11 @@ class ListenerImpl implements Listener {
       this.#reject(conn, 'proxy-header', false, error);
       return;
     }
-    if (conn.isFinished) return;
+    // Not `isFinished` alone: a destroyed socket reports 'close' a tick later, and close() may have run meanwhile.
+    if (conn.isFinished || conn.setupSignal.aborted || this.#state !== 'open') {
+      conn.destroy();
+      return;
+    }
     conn.applyProxy(header);
     if (proxyChannel.hasSubscribers) proxyChannel.publish({ listener: this, connection: conn, proxy: header });
     if (!this.#takeIp(conn, conn.remoteAddress)) {
@@ -424,8 +428,11 @@ class ListenerImpl implements Listener {
         else this.#reject(conn, 'tls-handshake', false, error);
         return;
       }
-      if (conn.isFinished) {
+      // The handshake can settle in the tick where close() or destroy() ran (the socket's 'close' comes a
+      // tick later, so `isFinished` is still false): no session may start on a connection already torn down.
+      if (conn.isFinished || conn.setupSignal.aborted || this.#state !== 'open') {
         secure.destroy();
+        conn.destroy();
         return;
       }
       conn.adoptSocket(secure);

@@ -1,3 +1,4 @@
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -175,5 +176,29 @@ describe('implicit TLS through the listener', () => {
     clock.advance(100);
     expect(await secure.closed).toContain('421 idle\r\n');
     await until(() => listener.stats().total === 0, 'slot freed');
+  });
+});
+
+describe('close() racing the implicit-TLS handshake', () => {
+  it('starts no session for a connection whose handshake finished in the tick close() ran', async () => {
+    const seen: Connection[] = [];
+    const { listener, port } = await opened.listener({ onConnection: echo(seen), tls: serverTls });
+    let closing: Promise<void> | undefined;
+    // Runs inside the handshake's settlement, before acceptTls' promise resolves: close() and the destroy it does happen first.
+    const onSecure = (): void => {
+      closing ??= listener.close({ timeoutMs: 0 });
+    };
+    subscribe(channels.tlsSecure, onSecure);
+    try {
+      const client = tlsClient({ port }).catch(() => undefined);
+      await until(() => closing !== undefined, 'handshake done');
+      await closing;
+      await client;
+      await settle();
+      expect(seen).toEqual([]);
+      expect(listener.stats()).toMatchObject({ total: 0, sessions: 0 });
+    } finally {
+      unsubscribe(channels.tlsSecure, onSecure);
+    }
   });
 });
