@@ -1,0 +1,113 @@
+/**
+ * Maildir file names (https://cr.yp.to/proto/maildir.html, Dovecot's
+ * maildir-filename*.c): `<base>[:2,<info>]`, where the base is unique
+ * (`<sec>.M<usec>P<pid>Q<n>R<rand>.<host>`) and may carry Dovecot's size
+ * fields `,S=<physical size>` and `,W=<RFC822.SIZE>`, and the info letters
+ * are flags in ASCII order: upper case system flags, lower case keywords
+ * (indexes into dovecot-keywords).
+ */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+
+export const INFO_SEPARATOR = ':';
+export const INFO_PREFIX = ':2,';
+
+/** System flag letters of Maildir, and the IMAP flag each stands for. `P` (passed) has no IMAP flag and is kept as is. */
+export const FLAG_LETTERS: ReadonlyMap<string, string> = new Map([
+  ['D', '\\Draft'],
+  ['F', '\\Flagged'],
+  ['R', '\\Answered'],
+  ['S', '\\Seen'],
+  ['T', '\\Deleted'],
+]);
+export const LETTER_OF_FLAG: ReadonlyMap<string, string> = new Map([...FLAG_LETTERS].map(([letter, flag]) => [flag, letter]));
+
+export interface ParsedFilename {
+  /** The unique part, everything before `:` (what dovecot-uidlist records). */
+  readonly base: string;
+  /** The info letters after `:2,` (empty when there is no info), in the order found. */
+  readonly info: string;
+  /** True when the name had a `:2,` part. */
+  readonly hasInfo: boolean;
+  /** `,S=` physical size, when present. */
+  readonly physicalSize?: number;
+  /** `,W=` virtual size (RFC822.SIZE, CRLF line ends), when present. */
+  readonly virtualSize?: number;
+}
+
+function sizeField(base: string, key: 'S' | 'W'): number | undefined {
+  // Dovecot's maildir_filename_get_size(): `,<key>=<digits>` ended by `,`, `:` or the end.
+  const match = new RegExp(`,${key}=(\\d+)(?=,|$)`).exec(base);
+  if (!match) return undefined;
+  const value = Number(match[1]);
+  return Number.isSafeInteger(value) ? value : undefined;
+}
+
+export function parseFilename(name: string): ParsedFilename {
+  const colon = name.indexOf(INFO_SEPARATOR);
+  const base = colon < 0 ? name : name.slice(0, colon);
+  const rest = colon < 0 ? '' : name.slice(colon);
+  const hasInfo = rest.startsWith(INFO_PREFIX);
+  // Dovecot stops at a further ',' (extra info after the flags).
+  const info = hasInfo ? rest.slice(INFO_PREFIX.length).split(',')[0]! : '';
+  const physicalSize = sizeField(base, 'S');
+  const virtualSize = sizeField(base, 'W');
+  return {
+    base,
+    info,
+    hasInfo,
+    ...(physicalSize !== undefined ? { physicalSize } : {}),
+    ...(virtualSize !== undefined ? { virtualSize } : {}),
+  };
+}
+
+/** Info letters sorted in ASCII order, duplicates removed (Dovecot writes them so, and so do mutt and Courier). */
+export function sortInfo(letters: string): string {
+  return [...new Set(letters)].sort().join('');
+}
+
+/** The file name in cur/ for a base and info letters. */
+export function curName(base: string, info: string): string {
+  return `${base}${INFO_PREFIX}${sortInfo(info)}`;
+}
+
+/** Split info letters into system flags (as IMAP flags), keyword indexes (0 = 'a') and letters we keep but do not interpret. */
+export function splitInfo(info: string): { flags: string[]; keywordIndexes: number[]; other: string } {
+  const flags: string[] = [];
+  const keywordIndexes: number[] = [];
+  let other = '';
+  for (const letter of info) {
+    const flag = FLAG_LETTERS.get(letter);
+    if (flag !== undefined) flags.push(flag);
+    else if (letter >= 'a' && letter <= 'z') keywordIndexes.push(letter.charCodeAt(0) - 97);
+    else other += letter;
+  }
+  return { flags, keywordIndexes, other };
+}
+
+/**
+ * The host part of a unique name: Dovecot and qmail replace `/` and `:` (the
+ * path and info separators) by `\057` and `\072`; we also drop `,` which
+ * would start a field.
+ */
+export function safeHostname(host: string = hostname()): string {
+  return host.replace(/\//g, '\\057').replace(/:/g, '\\072').replace(/,/g, '\\054') || 'localhost';
+}
+
+/** Generates unique base names: `<sec>.M<usec>P<pid>Q<n>R<rand>.<host>` (the qmail/Dovecot form with Q and R for uniqueness within a process). */
+export class UniqueNames {
+  #count = 0;
+  readonly #host = safeHostname();
+
+  next(nowMs: number): string {
+    const sec = Math.floor(nowMs / 1000);
+    const usec = (nowMs % 1000) * 1000 + (this.#count % 1000);
+    this.#count++;
+    return `${sec}.M${usec}P${process.pid}Q${this.#count}R${randomBytes(8).toString('hex')}.${this.#host}`;
+  }
+}
+
+/** The base with Dovecot's size fields: `,S=<physical>,W=<virtual>`. */
+export function withSizes(base: string, physicalSize: number, virtualSize: number): string {
+  return `${base},S=${physicalSize},W=${virtualSize}`;
+}

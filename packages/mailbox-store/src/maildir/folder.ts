@@ -1,0 +1,699 @@
+/**
+ * One Maildir folder (INBOX or a Maildir++ subfolder) as seen by one store:
+ * the dovecot-uidlist, dovecot-keywords and the Pigeonpost index, brought up
+ * to date by `sync()` under the uidlist dot-lock, exactly like Dovecot's
+ * maildir-sync: files found in new/ are moved to cur/ (`:2,` appended),
+ * files without a UID get the next ones, files gone are expunged.
+ *
+ * Every change to a folder (deliver, flags, expunge, copy) happens with the
+ * uidlist lock held, so Dovecot and every Pigeonpost process agree on UIDs,
+ * and the index has one writer at a time.
+ */
+import { randomBytes, createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { copyFile, link, mkdir, open, readdir, readFile, rename, stat, truncate, unlink, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Clock, Logger } from '@pigeonpost/wire';
+import { StoreError } from '../errors.js';
+import { flagKey, isDeleted, isKeyword, isSeen } from '../flags.js';
+import type { StoreLimits } from '../limits.js';
+import { MessageSizeCounter, meterMessageSource } from '../source.js';
+import type { MessageStructure } from '../structure.js';
+import { computeStructure } from '../structure.js';
+import type { MessageMeta, MessageSource } from '../types.js';
+import { acquireDotlock, writeThroughDotlock } from './dotlock.js';
+import type { Dotlock } from './dotlock.js';
+import { curName, LETTER_OF_FLAG, parseFilename, sortInfo, splitInfo, UniqueNames, withSizes } from './filename.js';
+import type { IndexedMessage, IndexRecord } from './index-log.js';
+import { decodeRecords, encodeRecord, IndexState } from './index-log.js';
+import { KeywordTable, parseKeywordsFile, serializeKeywordsFile } from './keywords.js';
+import { newMailboxGuid, parseUidlist, serializeUidlist, UidlistParseError } from './uidlist.js';
+import type { Uidlist, UidlistRecord } from './uidlist.js';
+
+export const UIDLIST = 'dovecot-uidlist';
+export const KEYWORDS = 'dovecot-keywords';
+export const INDEX_LOG = 'pigeonpost-index.log';
+export const FOLDER_MARKER = 'maildirfolder';
+
+export interface FolderContext {
+  readonly clock: Clock;
+  readonly limits: StoreLimits;
+  readonly logger: Logger;
+  readonly fsync: boolean;
+  readonly lockStaleTimeoutMs: number;
+  readonly lockTimeoutMs: number;
+  readonly uniqueNames: UniqueNames;
+  /** This store's id, written into index records so watchers can tell whose changes they are. */
+  readonly writerId: string;
+  /** A new UIDVALIDITY for this user (never reused). */
+  nextUidValidity(): Promise<number>;
+  /** Called after every change committed to the index (local notifications). */
+  onRecords(folder: Folder, records: readonly IndexRecord[]): void;
+}
+
+export interface FolderMessage extends MessageMeta {
+  /** Current file: `cur/<name>` or `new/<name>`. */
+  readonly dir: 'cur' | 'new';
+  readonly file: string;
+  readonly base: string;
+  readonly info: string;
+}
+
+function errno(error: unknown): string | undefined {
+  return (error as NodeJS.ErrnoException | undefined)?.code;
+}
+
+export function emailIdOf(base: string): string {
+  // RFC 8474 objectid: stable for a stored file; MOVE and hard-link COPY keep the base, so they keep it too.
+  return 'M' + createHash('sha256').update(base).digest('base64url').slice(0, 23);
+}
+
+async function fsyncPath(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Create a folder's directories (tmp, new, cur) and, for a subfolder, the marker file. */
+export async function makeFolderDirs(path: string, subfolder: boolean): Promise<void> {
+  for (const d of ['tmp', 'new', 'cur']) await mkdir(join(path, d), { recursive: true });
+  if (subfolder) await writeFile(join(path, FOLDER_MARKER), '', { flag: 'a' });
+}
+
+export class Folder {
+  readonly path: string;
+  name: string;
+  readonly #ctx: FolderContext;
+  #queue: Promise<unknown> = Promise.resolve();
+  uidlist: Uidlist | undefined;
+  keywords: KeywordTable;
+  readonly index = new IndexState();
+  #indexOffset = 0;
+  #indexIno = -1;
+  /** UID → current file. */
+  readonly files = new Map<number, { dir: 'cur' | 'new'; name: string }>();
+  #view: FolderMessage[] = [];
+
+  constructor(path: string, name: string, ctx: FolderContext) {
+    this.path = path;
+    this.name = name;
+    this.#ctx = ctx;
+    this.keywords = new KeywordTable([], ctx.limits.maxKeywordsPerMailbox);
+  }
+
+  get id(): string {
+    return this.uidlist?.guid ?? '';
+  }
+
+  get uidValidity(): number {
+    return this.uidlist?.uidValidity ?? 0;
+  }
+
+  get uidNext(): number {
+    return this.uidlist?.nextUid ?? 1;
+  }
+
+  /** Messages, ascending by UID, as of the last sync. */
+  messages(): readonly FolderMessage[] {
+    return this.#view;
+  }
+
+  /** Run `fn` alone in this process and with the uidlist lock held, after a sync. */
+  locked<T>(fn: (lock: Dotlock) => Promise<T>): Promise<T> {
+    const run = async (): Promise<T> => {
+      const lock = await acquireDotlock(join(this.path, `${UIDLIST}.lock`), {
+        clock: this.#ctx.clock,
+        protects: join(this.path, UIDLIST),
+        staleTimeoutMs: this.#ctx.lockStaleTimeoutMs,
+        timeoutMs: this.#ctx.lockTimeoutMs,
+      });
+      try {
+        await this.#syncLocked();
+        return await fn(lock);
+      } finally {
+        await lock.release();
+      }
+    };
+    const result = this.#queue.then(run, run);
+    this.#queue = result.catch(() => undefined);
+    return result;
+  }
+
+  /** Bring the folder up to date (files, uidlist, index). */
+  sync(): Promise<void> {
+    return this.locked(() => Promise.resolve());
+  }
+
+  // -------------------------------------------------------------------------
+  // Sync
+
+  async #readUidlist(): Promise<Uidlist | undefined> {
+    let text: string;
+    try {
+      text = await readFile(join(this.path, UIDLIST), 'utf8');
+    } catch (error) {
+      if (errno(error) === 'ENOENT') return undefined;
+      throw error;
+    }
+    try {
+      return parseUidlist(text);
+    } catch (error) {
+      if (error instanceof UidlistParseError) {
+        this.#ctx.logger.warn({ path: this.path, error: error.message }, 'corrupted dovecot-uidlist: recreating with a new UIDVALIDITY');
+        return undefined;
+      }
+      throw error;
+    }
+  }
+
+  async #writeUidlist(list: Uidlist): Promise<void> {
+    const tmp = join(this.path, `${UIDLIST}.tmp`);
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(serializeUidlist(list));
+      if (this.#ctx.fsync) await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, join(this.path, UIDLIST));
+    if (this.#ctx.fsync) await fsyncPath(this.path);
+    this.uidlist = list;
+  }
+
+  async #readKeywords(): Promise<void> {
+    let text = '';
+    try {
+      text = await readFile(join(this.path, KEYWORDS), 'utf8');
+    } catch (error) {
+      if (errno(error) !== 'ENOENT') throw error;
+    }
+    this.keywords = new KeywordTable(parseKeywordsFile(text), this.#ctx.limits.maxKeywordsPerMailbox);
+  }
+
+  async #writeKeywords(): Promise<void> {
+    await writeThroughDotlock(
+      join(this.path, KEYWORDS),
+      serializeKeywordsFile(this.keywords.slots),
+      { clock: this.#ctx.clock, staleTimeoutMs: this.#ctx.lockStaleTimeoutMs, timeoutMs: this.#ctx.lockTimeoutMs },
+      this.#ctx.fsync,
+    );
+  }
+
+  async #listDir(dir: 'cur' | 'new'): Promise<string[]> {
+    try {
+      return (await readdir(join(this.path, dir))).filter((n) => !n.startsWith('.'));
+    } catch (error) {
+      if (errno(error) === 'ENOENT') {
+        if (dir === 'cur') throw new StoreError('ERR_STORE_NO_SUCH_MAILBOX', `mailbox ${this.name} does not exist`);
+        return [];
+      }
+      throw error;
+    }
+  }
+
+  /** Read the index from where we stopped; reload when it was replaced. Returns false when it is unusable. */
+  async #refreshIndex(): Promise<boolean> {
+    const path = join(this.path, INDEX_LOG);
+    let fh;
+    try {
+      fh = await open(path, 'r');
+    } catch (error) {
+      if (errno(error) === 'ENOENT') return false;
+      throw error;
+    }
+    try {
+      const st = await fh.stat();
+      if (st.ino !== this.#indexIno || st.size < this.#indexOffset) {
+        this.#indexIno = st.ino;
+        this.#indexOffset = 0;
+        this.index.reset();
+      }
+      if (st.size === this.#indexOffset) return this.index.uidValidity !== 0;
+      const buf = Buffer.alloc(st.size - this.#indexOffset);
+      await fh.read(buf, 0, buf.length, this.#indexOffset);
+      const decoded = decodeRecords(buf);
+      for (const r of decoded.records) {
+        if (this.#indexOffset === 0 && this.index.records === 0 && r.t !== 'H') return false;
+        this.index.apply(r);
+      }
+      this.#indexOffset += decoded.consumed;
+      if (decoded.stop === 'corrupt') return false;
+      if (decoded.stop === 'partial') {
+        // A crash mid-append (we hold the lock: nobody is writing). Cut the torn record off.
+        await truncate(path, this.#indexOffset);
+      }
+      return this.index.uidValidity !== 0;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async #appendIndex(records: readonly IndexRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    const data = Buffer.concat(records.map(encodeRecord));
+    const path = join(this.path, INDEX_LOG);
+    const fh = await open(path, 'a', 0o600);
+    try {
+      await fh.write(data);
+      if (this.#ctx.fsync) await fh.datasync();
+      const st = await fh.stat();
+      this.#indexIno = st.ino;
+    } finally {
+      await fh.close();
+    }
+    this.#indexOffset += data.length;
+    for (const r of records) this.index.apply(r);
+    this.#ctx.onRecords(this, records);
+  }
+
+  async #rewriteIndex(records: readonly IndexRecord[]): Promise<void> {
+    const path = join(this.path, INDEX_LOG);
+    const tmp = `${path}.tmp`;
+    const data = Buffer.concat(records.map(encodeRecord));
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      await fh.write(data);
+      if (this.#ctx.fsync) await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+    if (this.#ctx.fsync) await fsyncPath(this.path);
+    const st = await stat(path);
+    this.#indexIno = st.ino;
+    this.#indexOffset = data.length;
+  }
+
+  /** Rebuild the index from the files: same UIDs (they come from the uidlist), MODSEQs restarting above anything handed out before. */
+  async #rebuildIndex(uidValidity: number): Promise<void> {
+    // MODSEQs after a rebuild start at the clock in milliseconds, above any
+    // counter a client may have cached from before (which grows by one per
+    // change, far slower than the clock), and above what is left of the old index.
+    const floor = Math.max(this.#ctx.clock.now(), this.index.highestModSeq + 1, 1);
+    this.#ctx.logger.warn({ path: this.path, floor }, 'rebuilding the Pigeonpost index of a Maildir folder');
+    const header: IndexRecord = { t: 'H', v: 1, uv: uidValidity, floor };
+    this.index.reset();
+    this.index.apply(header);
+    await this.#rewriteIndex([header]);
+  }
+
+  async #syncLocked(): Promise<void> {
+    const ctx = this.#ctx;
+    let uidlist = await this.#readUidlist();
+    await this.#readKeywords();
+    let uidlistChanged = false;
+    if (uidlist === undefined) {
+      await stat(join(this.path, 'cur')).catch((error: unknown) => {
+        if (errno(error) === 'ENOENT') throw new StoreError('ERR_STORE_NO_SUCH_MAILBOX', `mailbox ${this.name} does not exist`);
+        throw error;
+      });
+      uidlist = { version: 3, uidValidity: await ctx.nextUidValidity(), nextUid: 1, guid: newMailboxGuid(), headerExtensions: [], records: [] };
+      uidlistChanged = true;
+    } else if (uidlist.guid === '') {
+      uidlist = { ...uidlist, guid: newMailboxGuid() };
+      uidlistChanged = true;
+    }
+
+    // Scan cur/ and new/; move new/ files to cur/ as Dovecot does. A rename that
+    // fails (another process moved it first) means: scan again.
+    let found = new Map<string, { dir: 'cur' | 'new'; name: string }>();
+    for (let attempt = 0; ; attempt++) {
+      found = new Map();
+      let raced = false;
+      for (const name of await this.#listDir('cur')) found.set(parseFilename(name).base, { dir: 'cur', name });
+      for (const name of await this.#listDir('new')) {
+        const base = parseFilename(name).base;
+        if (found.has(base)) continue;
+        const target = curName(base, parseFilename(name).info);
+        try {
+          await rename(join(this.path, 'new', name), join(this.path, 'cur', target));
+          found.set(base, { dir: 'cur', name: target });
+        } catch (error) {
+          if (errno(error) !== 'ENOENT') throw error;
+          raced = true;
+        }
+      }
+      if (!raced || attempt > 5) break;
+    }
+
+    // UIDs: keep the uidlist's, drop those whose file is gone, number the new files in name order (time order).
+    const known = new Set<string>();
+    const records: UidlistRecord[] = [];
+    for (const r of uidlist.records) {
+      if (found.has(r.base)) {
+        records.push(r);
+        known.add(r.base);
+      } else uidlistChanged = true;
+    }
+    const fresh = [...found.keys()].filter((b) => !known.has(b)).sort();
+    let nextUid = uidlist.nextUid;
+    for (const base of fresh) {
+      records.push({ uid: nextUid++, extensions: [], base });
+      uidlistChanged = true;
+    }
+    const list: Uidlist = { ...uidlist, nextUid, records };
+    if (uidlistChanged) await this.#writeUidlist(list);
+    else this.uidlist = list;
+
+    this.files.clear();
+    for (const r of records) this.files.set(r.uid, found.get(r.base)!);
+
+    // Index: add what is new, note flag changes made by other programs, log expunges.
+    const usable = await this.#refreshIndex();
+    if (!usable || this.index.uidValidity !== list.uidValidity) await this.#rebuildIndex(list.uidValidity);
+    const adds: IndexRecord[] = [];
+    const flagUids: number[] = [];
+    const flagInfos: string[] = [];
+    const present = new Set<number>();
+    let modSeq = this.index.highestModSeq;
+    let addModSeq = 0;
+    for (const r of records) {
+      present.add(r.uid);
+      const file = this.files.get(r.uid)!;
+      const info = sortInfo(parseFilename(file.name).info);
+      const indexed = this.index.messages.get(r.uid);
+      if (indexed === undefined) {
+        if (addModSeq === 0) addModSeq = ++modSeq;
+        adds.push(await this.#describeFile(r.uid, file, info, addModSeq));
+      } else if (indexed.info !== info) {
+        flagUids.push(r.uid);
+        flagInfos.push(info);
+      }
+    }
+    const out: IndexRecord[] = [...adds];
+    if (flagUids.length > 0) out.push({ t: 'F', u: flagUids, m: ++modSeq, i: flagInfos, w: ctx.writerId });
+    const gone = [...this.index.messages.keys()].filter((uid) => !present.has(uid)).sort((a, b) => a - b);
+    if (gone.length > 0) out.push({ t: 'X', u: gone, m: ++modSeq, w: ctx.writerId });
+    await this.#appendIndex(out);
+    await this.#maybeCompact();
+    this.#rebuildView();
+  }
+
+  async #describeFile(uid: number, file: { dir: 'cur' | 'new'; name: string }, info: string, modSeq: number): Promise<IndexRecord> {
+    const path = join(this.path, file.dir, file.name);
+    const st = await stat(path);
+    const parsed = parseFilename(file.name);
+    const counter = new MessageSizeCounter();
+    async function* tee(): AsyncGenerator<Uint8Array> {
+      for await (const chunk of createReadStream(path)) {
+        counter.push(chunk as Buffer);
+        yield chunk as Buffer;
+      }
+    }
+    const structure = await computeStructure(tee());
+    return { t: 'A', u: uid, m: modSeq, i: info, s: parsed.virtualSize ?? counter.sizes.size, d: Math.floor(st.mtimeMs), b: parsed.base, st: structure, w: this.#ctx.writerId };
+  }
+
+  async #maybeCompact(): Promise<void> {
+    const live = 1 + this.index.messages.size + this.index.expunged.length;
+    if (this.index.records < 256 || this.index.records < live * 2) return;
+    const records = this.index.snapshot();
+    await this.#rewriteIndex(records);
+    this.index.records = records.length;
+  }
+
+  flagsOf(info: string): string[] {
+    const { flags, keywordIndexes } = splitInfo(info);
+    const out = [...flags];
+    for (const idx of keywordIndexes) {
+      const name = this.keywords.nameAt(idx);
+      if (name !== undefined) out.push(name);
+    }
+    return out;
+  }
+
+  /** Info letters for flags; keywords must be in the table. Unknown letters of `keep` (like `P`) are kept. */
+  infoOf(flags: readonly string[], keep = ''): string {
+    let letters = splitInfo(keep).other;
+    for (const f of flags) {
+      const letter = isKeyword(f) ? this.keywords.letterOf(f) : LETTER_OF_FLAG.get(f);
+      if (letter !== undefined) letters += letter;
+    }
+    return sortInfo(letters);
+  }
+
+  #meta(m: IndexedMessage): FolderMessage {
+    const file = this.files.get(m.uid)!;
+    return {
+      uid: m.uid,
+      modSeq: m.modSeq,
+      flags: this.flagsOf(m.info),
+      internalDate: m.internalDate,
+      size: m.size,
+      emailId: emailIdOf(m.base),
+      dir: file.dir,
+      file: file.name,
+      base: m.base,
+      info: m.info,
+    };
+  }
+
+  #rebuildView(): void {
+    const view: FolderMessage[] = [];
+    for (const uid of [...this.files.keys()].sort((a, b) => a - b)) {
+      const m = this.index.messages.get(uid);
+      if (m !== undefined) view.push(this.#meta(m));
+    }
+    this.#view = view;
+  }
+
+  /** The structure cached in the index (computed now if it is missing). */
+  async structure(uid: number): Promise<MessageStructure> {
+    const m = this.index.messages.get(uid);
+    if (m === undefined) throw new StoreError('ERR_STORE_NO_SUCH_MESSAGE', `message ${uid} has been expunged`);
+    if (m.structure !== undefined) return m.structure;
+    const s = await computeStructure(this.readFile(uid));
+    m.structure = s;
+    return s;
+  }
+
+  /** The message's bytes; finds the file again when another process renamed it; ERR_STORE_NO_SUCH_MESSAGE when it is gone. */
+  async *readFile(uid: number, range?: { start: number; end: number }): AsyncGenerator<Uint8Array> {
+    const m = this.index.messages.get(uid);
+    if (m === undefined) throw new StoreError('ERR_STORE_NO_SUCH_MESSAGE', `message ${uid} has been expunged`);
+    let fh;
+    for (let attempt = 0; attempt < 3 && fh === undefined; attempt++) {
+      const file = this.files.get(uid);
+      if (file === undefined) break;
+      try {
+        fh = await open(join(this.path, file.dir, file.name), 'r');
+      } catch (error) {
+        if (errno(error) !== 'ENOENT') throw error;
+        const again = await this.#findByBase(m.base);
+        if (again === undefined) break;
+        this.files.set(uid, again);
+      }
+    }
+    if (fh === undefined) throw new StoreError('ERR_STORE_NO_SUCH_MESSAGE', `message ${uid} has been expunged`);
+    const start = range?.start ?? 0;
+    const end = range?.end;
+    if (end !== undefined && end <= start) {
+      await fh.close();
+      return;
+    }
+    const stream = fh.createReadStream({ start, ...(end !== undefined ? { end: end - 1 } : {}), autoClose: true });
+    for await (const chunk of stream) yield chunk as Buffer;
+  }
+
+  async #findByBase(base: string): Promise<{ dir: 'cur' | 'new'; name: string } | undefined> {
+    for (const dir of ['cur', 'new'] as const) {
+      for (const name of await this.#listDir(dir)) if (parseFilename(name).base === base) return { dir, name };
+    }
+    return undefined;
+  }
+
+  // -------------------------------------------------------------------------
+  // Changes (call inside locked())
+
+  /** Register keywords (writing dovecot-keywords when it grows). Returns the flags in canonical spelling. */
+  async registerKeywords(flags: readonly string[]): Promise<string[]> {
+    const keywords = flags.filter(isKeyword);
+    if (this.keywords.add(keywords)) await this.#writeKeywords();
+    return flags.map((f) => (isKeyword(f) ? this.keywords.canonical(f) : f));
+  }
+
+  canonical(flags: readonly string[]): string[] {
+    return flags.map((f) => (isKeyword(f) ? this.keywords.canonical(f) : f));
+  }
+
+  /**
+   * Write a message into tmp/ (streamed under the size cap), fsync it, and
+   * stamp its mtime (INTERNALDATE). Done before taking the lock: the slow part
+   * of a delivery holds nothing.
+   */
+  async writeTmp(source: MessageSource, internalDate: number): Promise<{ tmpPath: string; base: string; bytes: number; size: number; structure: MessageStructure }> {
+    const base = this.#ctx.uniqueNames.next(this.#ctx.clock.now());
+    const tmpPath = join(this.path, 'tmp', base);
+    const fh = await open(tmpPath, 'wx', 0o600);
+    const metered = meterMessageSource(source, this.#ctx.limits);
+    try {
+      for await (const chunk of metered.chunks) await fh.write(chunk);
+      if (this.#ctx.fsync) await fh.sync();
+    } catch (error) {
+      await fh.close().catch(() => undefined);
+      await unlink(tmpPath).catch(() => undefined);
+      throw error;
+    }
+    await fh.close();
+    const date = new Date(internalDate);
+    await utimes(tmpPath, date, date);
+    const structure = await computeStructure(createReadStream(tmpPath));
+    const { bytes, size } = metered.sizes();
+    return { tmpPath, base, bytes, size, structure };
+  }
+
+  /**
+   * Make a written tmp/ file part of the folder: link it into new/ (no flags)
+   * or cur/ (with flags) — link() never replaces an existing name — fsync the
+   * directory, give it the next UID in the uidlist (written by temp + rename),
+   * then log it in the index. Must run inside locked().
+   */
+  async commitTmp(tmp: { tmpPath: string; base: string; bytes: number; size: number; structure: MessageStructure }, flags: readonly string[], internalDate: number): Promise<FolderMessage> {
+    const canonical = await this.registerKeywords(flags);
+    const info = this.infoOf(canonical);
+    const base = withSizes(tmp.base, tmp.bytes, tmp.size);
+    const dir: 'cur' | 'new' = info === '' && canonical.length === 0 ? 'new' : 'cur';
+    const name = dir === 'new' ? base : curName(base, info);
+    await link(tmp.tmpPath, join(this.path, dir, name));
+    if (this.#ctx.fsync) await fsyncPath(join(this.path, dir));
+    await unlink(tmp.tmpPath).catch(() => undefined);
+    return this.#register(base, { dir, name }, info, tmp.size, internalDate, tmp.structure);
+  }
+
+  async #register(base: string, file: { dir: 'cur' | 'new'; name: string }, info: string, size: number, internalDate: number, structure: MessageStructure | undefined): Promise<FolderMessage> {
+    const list = this.uidlist!;
+    const uid = list.nextUid;
+    await this.#writeUidlist({ ...list, nextUid: uid + 1, records: [...list.records, { uid, extensions: [], base }] });
+    this.files.set(uid, file);
+    const record: IndexRecord = { t: 'A', u: uid, m: this.index.highestModSeq + 1, i: info, s: size, d: internalDate, b: base, ...(structure ? { st: structure } : {}), w: this.#ctx.writerId };
+    await this.#appendIndex([record]);
+    this.#rebuildView();
+    return this.#meta(this.index.messages.get(uid)!);
+  }
+
+  /** Change flags (files renamed atomically). Returns the messages changed. */
+  async applyFlags(updates: readonly { uid: number; flags: readonly string[] }[]): Promise<FolderMessage[]> {
+    const all = updates.flatMap((u) => u.flags);
+    await this.registerKeywords(all);
+    const uids: number[] = [];
+    const infos: string[] = [];
+    for (const u of updates) {
+      const m = this.index.messages.get(u.uid);
+      let file = this.files.get(u.uid);
+      if (m === undefined || file === undefined) continue;
+      const info = this.infoOf(this.canonical(u.flags), parseFilename(file.name).info);
+      const target = curName(parseFilename(file.name).base, info);
+      for (let attempt = 0; ; attempt++) {
+        try {
+          if (file.dir !== 'cur' || file.name !== target) await rename(join(this.path, file.dir, file.name), join(this.path, 'cur', target));
+          break;
+        } catch (error) {
+          if (errno(error) !== 'ENOENT' || attempt > 2) throw error;
+          file = await this.#findByBase(m.base);
+          if (file === undefined) break;
+        }
+      }
+      if (file === undefined) continue;
+      this.files.set(u.uid, { dir: 'cur', name: target });
+      if (m.info !== info) {
+        uids.push(u.uid);
+        infos.push(info);
+      }
+    }
+    if (uids.length > 0) await this.#appendIndex([{ t: 'F', u: uids, m: this.index.highestModSeq + 1, i: infos, w: this.#ctx.writerId }]);
+    this.#rebuildView();
+    return uids.map((uid) => this.#meta(this.index.messages.get(uid)!));
+  }
+
+  /** Unlink the files of `uids` and log the expunge. Returns the UIDs removed. */
+  async expungeUids(uids: readonly number[]): Promise<number[]> {
+    const removed: number[] = [];
+    for (const uid of [...uids].sort((a, b) => a - b)) {
+      let file = this.files.get(uid);
+      const m = this.index.messages.get(uid);
+      if (file === undefined || m === undefined) continue;
+      for (let attempt = 0; file !== undefined; attempt++) {
+        try {
+          await unlink(join(this.path, file.dir, file.name));
+          break;
+        } catch (error) {
+          if (errno(error) !== 'ENOENT' || attempt > 2) throw error;
+          file = await this.#findByBase(m.base);
+        }
+      }
+      this.files.delete(uid);
+      removed.push(uid);
+    }
+    if (removed.length > 0) {
+      if (this.#ctx.fsync) await fsyncPath(join(this.path, 'cur'));
+      const list = this.uidlist!;
+      const gone = new Set(removed);
+      await this.#writeUidlist({ ...list, records: list.records.filter((r) => !gone.has(r.uid)) });
+      await this.#appendIndex([{ t: 'X', u: removed, m: this.index.highestModSeq + 1, w: this.#ctx.writerId }]);
+    }
+    this.#rebuildView();
+    return removed;
+  }
+
+  /**
+   * Bring a message of another folder in: a hard link of its file (a copy
+   * when the file system refuses links), keeping its base name (so its
+   * EMAILID) unless this folder already has it.
+   */
+  async importFrom(source: Folder, message: FolderMessage): Promise<FolderMessage | undefined> {
+    let sourceFile: { dir: 'cur' | 'new'; name: string } | undefined = { dir: message.dir, name: message.file };
+    const flags = await this.registerKeywords(message.flags);
+    const info = this.infoOf(flags, message.info);
+    const parsed = parseFilename(message.file);
+    let base = parsed.base;
+    if ([...this.index.messages.values()].some((m) => m.base === base)) {
+      base = withSizes(this.#ctx.uniqueNames.next(this.#ctx.clock.now()), parsed.physicalSize ?? 0, message.size);
+    }
+    const name = curName(base, info);
+    const target = join(this.path, 'cur', name);
+    for (let attempt = 0; ; attempt++) {
+      const from = join(source.path, sourceFile.dir, sourceFile.name);
+      try {
+        await link(from, target);
+        break;
+      } catch (error) {
+        const code = errno(error);
+        if (code === 'ENOENT' && attempt < 2) {
+          sourceFile = await source.#findByBase(message.base);
+          if (sourceFile === undefined) return undefined;
+          continue;
+        }
+        if (code === 'EXDEV' || code === 'EPERM' || code === 'EMLINK') {
+          const tmp = join(this.path, 'tmp', `${base}.${randomBytes(4).toString('hex')}`);
+          await copyFile(from, tmp);
+          if (this.#ctx.fsync) await fsyncPath(tmp);
+          await link(tmp, target);
+          await unlink(tmp);
+          break;
+        }
+        if (code === 'ENOENT') return undefined;
+        throw error;
+      }
+    }
+    if (this.#ctx.fsync) await fsyncPath(join(this.path, 'cur'));
+    const structure = source.index.messages.get(message.uid)?.structure;
+    return this.#register(base, { dir: 'cur', name }, info, message.size, message.internalDate, structure);
+  }
+
+  /** Unseen, deleted, size counts of the current view. */
+  counts(): { messages: number; unseen: number; deleted: number; size: number } {
+    let unseen = 0;
+    let deleted = 0;
+    let size = 0;
+    for (const m of this.#view) {
+      if (!isSeen(m.flags)) unseen++;
+      if (isDeleted(m.flags)) deleted++;
+      size += m.size;
+    }
+    return { messages: this.#view.length, unseen, deleted, size };
+  }
+}
+

@@ -1,0 +1,197 @@
+/**
+ * The Pigeonpost index of one Maildir folder: what Maildir files cannot hold
+ * (MODSEQ per message, HIGHESTMODSEQ, the expunge log for QRESYNC, the cached
+ * MIME structure), in an append-only log beside dovecot-uidlist:
+ * `pigeonpost-index.log`.
+ *
+ * Each record is one line, `<crc32 as 8 hex> <JSON>\n`. Records are only
+ * appended, and only while the folder's dovecot-uidlist.lock is held, so
+ * there is one writer at a time across processes. A reader takes every
+ * record up to the first line that is incomplete (a crash mid-append, or a
+ * writer still writing) or whose checksum fails; under the lock, an
+ * incomplete tail is cut off, and a bad record in the middle makes the whole
+ * index rebuilt from the files (it holds nothing that cannot be rebuilt,
+ * except MODSEQ history: see `rebuildFloor`).
+ *
+ * The log is compacted (rewritten to a temp file, fsynced, renamed over) when
+ * it holds more than twice the records needed to describe the folder.
+ */
+import type { MessageStructure } from '../structure.js';
+
+/** Header: the first record. `uv` ties the index to the uidlist's UIDVALIDITY; `floor` is the first MODSEQ after a rebuild. */
+export interface HeaderRecord {
+  readonly t: 'H';
+  readonly v: 1;
+  readonly uv: number;
+  readonly floor: number;
+}
+/** A message entered the folder (or was re-described by a compaction). */
+export interface AddRecord {
+  readonly t: 'A';
+  readonly u: number;
+  readonly m: number;
+  /** Info letters of the file name (flags), sorted. */
+  readonly i: string;
+  readonly s: number;
+  readonly d: number;
+  readonly b: string;
+  readonly st?: MessageStructure;
+  /** Writer id (which store wrote it), so a watcher can tell its own changes from others'. */
+  readonly w?: string;
+}
+export interface FlagsRecord {
+  readonly t: 'F';
+  readonly u: readonly number[];
+  readonly m: number;
+  /** New info letters per UID, same order as `u`. */
+  readonly i: readonly string[];
+  readonly w?: string;
+}
+export interface ExpungeRecord {
+  readonly t: 'X';
+  readonly u: readonly number[];
+  readonly m: number;
+  readonly w?: string;
+}
+export type IndexRecord = HeaderRecord | AddRecord | FlagsRecord | ExpungeRecord;
+
+export interface IndexedMessage {
+  uid: number;
+  modSeq: number;
+  info: string;
+  size: number;
+  internalDate: number;
+  base: string;
+  structure: MessageStructure | undefined;
+}
+
+const CRC_TABLE = (() => {
+  const table = new Int32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c;
+  }
+  return table;
+})();
+
+export function crc32(data: Uint8Array): number {
+  let crc = -1;
+  for (let i = 0; i < data.length; i++) crc = CRC_TABLE[(crc ^ data[i]!) & 0xff]! ^ (crc >>> 8);
+  return (crc ^ -1) >>> 0;
+}
+
+export function encodeRecord(record: IndexRecord): Buffer {
+  const json = Buffer.from(JSON.stringify(record), 'utf8');
+  return Buffer.concat([Buffer.from(`${crc32(json).toString(16).padStart(8, '0')} `, 'latin1'), json, Buffer.from('\n')]);
+}
+
+export interface DecodeResult {
+  readonly records: IndexRecord[];
+  /** Bytes of `data` consumed by whole, valid records. */
+  readonly consumed: number;
+  /** Why decoding stopped before the end: 'partial' (an unfinished last line) or 'corrupt' (a complete line that fails). */
+  readonly stop: 'end' | 'partial' | 'corrupt';
+}
+
+const NL = 0x0a;
+
+export function decodeRecords(data: Buffer): DecodeResult {
+  const records: IndexRecord[] = [];
+  let offset = 0;
+  while (offset < data.length) {
+    const nl = data.indexOf(NL, offset);
+    if (nl < 0) return { records, consumed: offset, stop: 'partial' };
+    const line = data.subarray(offset, nl);
+    if (line.length < 10 || line[8] !== 0x20) return { records, consumed: offset, stop: 'corrupt' };
+    const sum = Number.parseInt(line.subarray(0, 8).toString('latin1'), 16);
+    const json = line.subarray(9);
+    if (!Number.isFinite(sum) || crc32(json) !== sum) return { records, consumed: offset, stop: 'corrupt' };
+    let record: IndexRecord;
+    try {
+      record = JSON.parse(json.toString('utf8')) as IndexRecord;
+    } catch {
+      return { records, consumed: offset, stop: 'corrupt' };
+    }
+    records.push(record);
+    offset = nl + 1;
+  }
+  return { records, consumed: offset, stop: 'end' };
+}
+
+/** The folder's index, as records are applied to it. */
+export class IndexState {
+  readonly messages = new Map<number, IndexedMessage>();
+  /** Expunge log: [uid, modSeq] ascending by modSeq. */
+  readonly expunged: [number, number][] = [];
+  uidValidity = 0;
+  floor = 1;
+  highestModSeq = 1;
+  records = 0;
+
+  reset(): void {
+    this.messages.clear();
+    this.expunged.length = 0;
+    this.uidValidity = 0;
+    this.floor = 1;
+    this.highestModSeq = 1;
+    this.records = 0;
+  }
+
+  apply(record: IndexRecord): void {
+    this.records++;
+    switch (record.t) {
+      case 'H':
+        this.uidValidity = record.uv;
+        this.floor = record.floor;
+        this.highestModSeq = Math.max(this.highestModSeq, record.floor);
+        break;
+      case 'A':
+        this.messages.set(record.u, {
+          uid: record.u,
+          modSeq: record.m,
+          info: record.i,
+          size: record.s,
+          internalDate: record.d,
+          base: record.b,
+          structure: record.st,
+        });
+        this.highestModSeq = Math.max(this.highestModSeq, record.m);
+        break;
+      case 'F':
+        record.u.forEach((uid, i) => {
+          const message = this.messages.get(uid);
+          if (message !== undefined) {
+            message.info = record.i[i] ?? '';
+            message.modSeq = record.m;
+          }
+        });
+        this.highestModSeq = Math.max(this.highestModSeq, record.m);
+        break;
+      case 'X':
+        for (const uid of record.u) {
+          this.messages.delete(uid);
+          this.expunged.push([uid, record.m]);
+        }
+        this.highestModSeq = Math.max(this.highestModSeq, record.m);
+        break;
+    }
+  }
+
+  /** Records that describe this state from scratch (for compaction). */
+  snapshot(): IndexRecord[] {
+    const out: IndexRecord[] = [{ t: 'H', v: 1, uv: this.uidValidity, floor: this.floor }];
+    // The expunge log first, grouped by MODSEQ, so HIGHESTMODSEQ and VANISHED survive compaction.
+    const byModSeq = new Map<number, number[]>();
+    for (const [uid, m] of this.expunged) {
+      const list = byModSeq.get(m);
+      if (list) list.push(uid);
+      else byModSeq.set(m, [uid]);
+    }
+    for (const m of this.messages.values()) {
+      out.push({ t: 'A', u: m.uid, m: m.modSeq, i: m.info, s: m.size, d: m.internalDate, b: m.base, ...(m.structure ? { st: m.structure } : {}) });
+    }
+    for (const [m, uids] of byModSeq) out.push({ t: 'X', u: uids, m });
+    return out;
+  }
+}

@@ -1,0 +1,3 @@
+// The Maildir backend's public names (re-exported by src/index.ts).
+export { createMaildirStore } from './store.js';
+export type { MaildirStoreOptions } from './store.js';

@@ -1,0 +1,2 @@
+export { createMemoryStore } from './store.js';
+export type { MemoryStoreOptions } from './store.js';

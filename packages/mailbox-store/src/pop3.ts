@@ -1,0 +1,186 @@
+/**
+ * POP3's view of INBOX, the same for every backend: a snapshot taken when
+ * the maildrop is opened, numbers fixed for the session, deletion marks that
+ * become real only on `commit()` (RFC 1939 §6 UPDATE state), and the
+ * exclusive maildrop lock (RFC 1939 §8: "the POP3 server acquires an
+ * exclusive-access lock on the maildrop").
+ *
+ * A backend provides a `Pop3Source` (its INBOX snapshot, reads, and one
+ * atomic commit) and a held `MaildropLock`; `createPop3Maildrop` does the
+ * rest. The lock is an interface because it must work across machines: the
+ * memory and Maildir backends use `InProcessMaildropLocks` (plus, for
+ * Maildir, a lock file), a PostgreSQL backend would use an advisory lock.
+ */
+import { StoreError } from './errors.js';
+import type { Pop3Maildrop, Pop3Message } from './types.js';
+
+/** A held maildrop lock. `release()` is idempotent. */
+export interface MaildropLock {
+  release(): Promise<void>;
+}
+
+/** Hands out maildrop locks: a second `acquire` of one user fails with `ERR_STORE_IN_USE` until the first is released. */
+export interface MaildropLocker {
+  acquire(user: string): Promise<MaildropLock>;
+}
+
+/** Maildrop locks within one process. */
+export class InProcessMaildropLocks implements MaildropLocker {
+  readonly #held = new Map<string, symbol>();
+
+  acquire(user: string): Promise<MaildropLock> {
+    if (this.#held.has(user)) return Promise.reject(new StoreError('ERR_STORE_IN_USE', 'the maildrop is locked by another POP3 session'));
+    const token = Symbol(user);
+    this.#held.set(user, token);
+    return Promise.resolve({
+      release: () => {
+        if (this.#held.get(user) === token) this.#held.delete(user);
+        return Promise.resolve();
+      },
+    });
+  }
+
+  isLocked(user: string): boolean {
+    return this.#held.has(user);
+  }
+
+  /** Drop every lock (store closed). */
+  releaseAll(): void {
+    this.#held.clear();
+  }
+}
+
+/** What a backend gives `createPop3Maildrop`. */
+export interface Pop3Source {
+  readonly uidValidity: number;
+  /** INBOX when the maildrop was opened, ascending by UID. `size` is RFC822.SIZE. */
+  readonly messages: readonly { readonly uid: number; readonly size: number }[];
+  /** The stored bytes; rejects with `ERR_STORE_NO_SUCH_MESSAGE` when the message is gone. */
+  read(uid: number): AsyncIterable<Uint8Array>;
+  /**
+   * Atomically expunge `expunge` and add `\Seen` to `seen` (UIDs; either
+   * may name messages already gone, which are skipped). Resolves with the
+   * number of messages actually expunged.
+   */
+  commit(changes: { readonly expunge: readonly number[]; readonly seen: readonly number[] }): Promise<number>;
+}
+
+/**
+ * The POP3 UIDL of a message: UIDVALIDITY then UID, each as 8 upper-case hex
+ * digits (Dovecot's `%08Xv%08Xu`). Unique for ever in the maildrop, because
+ * a UID is never reused within one UIDVALIDITY.
+ */
+export function pop3Uidl(uidValidity: number, uid: number): string {
+  const hex = (n: number): string => (n >>> 0).toString(16).toUpperCase().padStart(8, '0');
+  return `${hex(uidValidity)}${hex(uid)}`;
+}
+
+const LF = 0x0a;
+const CR = 0x0d;
+
+/**
+ * RFC 1939 §7 TOP: the header, the empty line, and the first `lines` lines
+ * of the body. Stops reading the source once they are out (the rest of a
+ * large message is never read).
+ */
+export async function* topOfMessage(chunks: AsyncIterable<Uint8Array>, lines: number): AsyncGenerator<Uint8Array, void, undefined> {
+  let inBody = false;
+  let state = 1; // header: 1 after an LF (or at start), 2 after LF CR, 0 otherwise
+  let remaining = Math.max(0, Math.floor(lines));
+  for await (const chunk of chunks) {
+    let i = 0;
+    if (!inBody) {
+      for (; i < chunk.length; i++) {
+        const b = chunk[i]!;
+        if (b === LF) {
+          if (state >= 1) {
+            inBody = true;
+            i++;
+            break;
+          }
+          state = 1;
+        } else if (b === CR && state === 1) state = 2;
+        else state = 0;
+      }
+      if (!inBody || remaining === 0) {
+        if (i > 0) yield chunk.subarray(0, i);
+        if (inBody) return;
+        continue;
+      }
+    }
+    let end = i;
+    for (; end < chunk.length && remaining > 0; end++) if (chunk[end] === LF) remaining--;
+    if (end > 0) yield chunk.subarray(0, end);
+    if (remaining === 0) return;
+  }
+}
+
+// eslint-disable-next-line require-yield
+async function* failed(error: unknown): AsyncGenerator<Uint8Array, void, undefined> {
+  throw error;
+}
+
+/** Build the POP3 maildrop over a backend's snapshot and a held lock. */
+export function createPop3Maildrop(source: Pop3Source, lock: MaildropLock): Pop3Maildrop {
+  const list: Pop3Message[] = source.messages.map((m, i) => ({
+    number: i + 1,
+    uid: m.uid,
+    uidl: pop3Uidl(source.uidValidity, m.uid),
+    size: m.size,
+    deleted: false,
+  }));
+  const marked = new Set<number>();
+  let ended = false;
+
+  const live = (): void => {
+    if (ended) throw new StoreError('ERR_STORE_CLOSED', 'the POP3 maildrop was committed or released');
+  };
+  const message = (number: number): Pop3Message => {
+    live();
+    const m = Number.isInteger(number) ? list[number - 1] : undefined;
+    if (m === undefined) throw new StoreError('ERR_STORE_NO_SUCH_MESSAGE', `no message ${number}`);
+    if (marked.has(number)) throw new StoreError('ERR_STORE_NO_SUCH_MESSAGE', `message ${number} is deleted`);
+    return m;
+  };
+  const release = async (): Promise<void> => {
+    if (ended) return;
+    ended = true;
+    await lock.release();
+  };
+
+  return {
+    messages: () => list.map((m) => (marked.has(m.number) ? { ...m, deleted: true } : m)),
+    read(number, options) {
+      let m: Pop3Message;
+      try {
+        m = message(number);
+      } catch (error) {
+        return failed(error);
+      }
+      const body = source.read(m.uid);
+      return options?.lines === undefined ? body : topOfMessage(body, options.lines);
+    },
+    markDeleted(number) {
+      message(number);
+      marked.add(number);
+    },
+    reset() {
+      live();
+      marked.clear();
+    },
+    async commit(options) {
+      live();
+      const uidOf = (n: number): number | undefined => list[n - 1]?.uid;
+      const expunge = [...marked].sort((a, b) => a - b).map((n) => uidOf(n)!);
+      const seen = (options?.seen ?? []).filter((n) => !marked.has(n)).map(uidOf).filter((u): u is number => u !== undefined);
+      try {
+        const expunged = await source.commit({ expunge, seen });
+        return { expunged };
+      } finally {
+        await release();
+      }
+    },
+    release,
+    [Symbol.asyncDispose]: release,
+  };
+}

@@ -1,0 +1,114 @@
+import { describe, expect, it } from 'vitest';
+import { curName, parseFilename, splitInfo, UniqueNames } from '../src/maildir/filename.js';
+import { decodeRecords, encodeRecord } from '../src/maildir/index-log.js';
+import { KeywordTable, parseKeywordsFile, serializeKeywordsFile } from '../src/maildir/keywords.js';
+import { folderDirName, mailboxNameOfDir, parseSubscriptions, serializeSubscriptions } from '../src/maildir/layout.js';
+import { decodeMutf7, encodeMutf7 } from '../src/maildir/mutf7.js';
+import { parseUidlist, serializeUidlist } from '../src/maildir/uidlist.js';
+
+const limits = { maxMailboxNameBytes: 255, maxMailboxDepth: 16 };
+
+// As Dovecot 2.3 writes it (recreated file, then one record appended in place).
+const DOVECOT_UIDLIST =
+  '3 V1700000000 N4 G2f1a0c3b9d8e7f60112233445566778899\n'.replace('99\n', '\n') +
+  '1 :1700000001.M1P10.host,S=100,W=102\n' +
+  '2 W2048 :1700000002.M2P10.host\n' +
+  '3 G0011 P00000001 :1700000003.M3P10.host,S=5\n';
+
+describe('dovecot-uidlist v3', () => {
+  it('parses Dovecot\'s format, keeping extensions', () => {
+    const list = parseUidlist(DOVECOT_UIDLIST);
+    expect(list).toMatchObject({ version: 3, uidValidity: 1700000000, nextUid: 4, guid: '2f1a0c3b9d8e7f601122334455667788' });
+    expect(list.records.map((r) => r.uid)).toEqual([1, 2, 3]);
+    expect(list.records[1]).toEqual({ uid: 2, extensions: ['W2048'], base: '1700000002.M2P10.host' });
+    expect(list.records[2]!.extensions).toEqual(['G0011', 'P00000001']);
+  });
+  it('round-trips through serialize', () => {
+    const list = parseUidlist(DOVECOT_UIDLIST);
+    expect(serializeUidlist(list)).toBe(DOVECOT_UIDLIST);
+    expect(parseUidlist(serializeUidlist(list))).toEqual(list);
+  });
+  it('ignores a record still being appended, reads version 1, refuses garbage', () => {
+    expect(parseUidlist(DOVECOT_UIDLIST + '4 :17000000').records).toHaveLength(3);
+    expect(parseUidlist('1 123 5\n3 a.b.c\n')).toMatchObject({ version: 1, uidValidity: 123, nextUid: 5, records: [{ uid: 3, base: 'a.b.c' }] });
+    expect(() => parseUidlist('x\n')).toThrow(/version/);
+    expect(() => parseUidlist('3 V0 N1\n')).toThrow(/broken header/);
+    expect(() => parseUidlist('3 V1 N5 G00000000000000000000000000000000\n2 :a\n1 :b\n')).toThrow(/not ordered/);
+  });
+  it('raises nextUid above the highest record', () => {
+    expect(parseUidlist('3 V1 N2 G00000000000000000000000000000000\n7 :a\n').nextUid).toBe(8);
+  });
+});
+
+describe('dovecot-keywords', () => {
+  it('parses and writes `<idx> <name>` lines, skipping bad ones', () => {
+    const slots = parseKeywordsFile('0 $Label1\n2 Junk\nbad\n30 x\n3 $Label1\n');
+    expect(slots).toEqual(['$Label1', undefined, 'Junk']);
+    expect(serializeKeywordsFile(slots)).toBe('0 $Label1\n2 Junk\n');
+  });
+  it('fills gaps, is case-insensitive and enforces the limit', () => {
+    const t = new KeywordTable(['$a', undefined, 'c'], 4);
+    expect(t.add(['$A', 'new'])).toBe(true);
+    expect(t.letterOf('NEW')).toBe('b');
+    expect(t.canonical('$A')).toBe('$a');
+    expect(t.add(['d'])).toBe(true);
+    expect(() => t.add(['e'])).toThrow(expect.objectContaining({ code: 'ERR_STORE_LIMIT' }));
+  });
+});
+
+describe('Maildir file names', () => {
+  it('parses sizes, flags and keywords', () => {
+    const p = parseFilename('1700000000.M12P34Q5R0a.host,S=1234,W=1260:2,FRSab');
+    expect(p).toEqual({ base: '1700000000.M12P34Q5R0a.host,S=1234,W=1260', info: 'FRSab', hasInfo: true, physicalSize: 1234, virtualSize: 1260 });
+    expect(splitInfo('DFPRSTaz')).toEqual({ flags: ['\\Draft', '\\Flagged', '\\Answered', '\\Seen', '\\Deleted'], keywordIndexes: [0, 25], other: 'P' });
+    expect(parseFilename('123.abc.host')).toEqual({ base: '123.abc.host', info: '', hasInfo: false });
+    expect(parseFilename('1.x,S=12x:2,').physicalSize).toBeUndefined();
+  });
+  it('writes flags in ASCII order', () => {
+    expect(curName('b', 'baTSFD')).toBe('b:2,DFSTab');
+  });
+  it('generates unique names in the qmail/Dovecot form', () => {
+    const g = new UniqueNames();
+    const a = g.next(1_700_000_000_123);
+    expect(a).toMatch(/^1700000000\.M123\d{3}P\d+Q1R[0-9a-f]{16}\.[^/:,]+$/);
+    expect(g.next(1_700_000_000_123)).not.toBe(a);
+  });
+});
+
+describe('modified UTF-7 and folder names', () => {
+  it('matches RFC 3501 examples', () => {
+    expect(encodeMutf7('~peter/mail/台北/日本語')).toBe('~peter/mail/&U,BTFw-/&ZeVnLIqe-');
+    expect(decodeMutf7('~peter/mail/&U,BTFw-/&ZeVnLIqe-')).toBe('~peter/mail/台北/日本語');
+    expect(encodeMutf7('A&B')).toBe('A&-B');
+    expect(decodeMutf7('A&-B')).toBe('A&B');
+    expect(() => decodeMutf7('&AGE-')).toThrow();
+    expect(() => decodeMutf7('&U,BTFw')).toThrow();
+  });
+  it('maps hierarchy to Maildir++ and refuses dots', () => {
+    expect(folderDirName('INBOX')).toBe('');
+    expect(folderDirName('Été/Sub')).toBe('.&AMk-t&AOk-.Sub');
+    expect(mailboxNameOfDir('.&AMk-t&AOk-.Sub', limits)).toBe('Été/Sub');
+    expect(mailboxNameOfDir('..', limits)).toBeUndefined();
+    expect(mailboxNameOfDir('..tmp-1', limits)).toBeUndefined();
+    expect(() => folderDirName('a.b')).toThrow(expect.objectContaining({ code: 'ERR_STORE_INVALID_NAME' }));
+  });
+  it('writes Dovecot v2 subscriptions', () => {
+    const text = serializeSubscriptions(['INBOX', 'Work/2024']);
+    expect(text).toBe('V\t2\n\nINBOX\nWork\t2024\n');
+    expect(parseSubscriptions(text)).toEqual(['INBOX', 'Work/2024']);
+    expect(parseSubscriptions('INBOX\nWork.2024\n')).toEqual(['INBOX', 'Work/2024']);
+  });
+});
+
+describe('index log records', () => {
+  it('stops at a torn tail and at a bad checksum', () => {
+    const a = encodeRecord({ t: 'H', v: 1, uv: 5, floor: 1 });
+    const b = encodeRecord({ t: 'X', u: [1], m: 2 });
+    expect(decodeRecords(Buffer.concat([a, b])).stop).toBe('end');
+    const torn = decodeRecords(Buffer.concat([a, b.subarray(0, 5)]));
+    expect(torn).toMatchObject({ consumed: a.length, stop: 'partial' });
+    const bad = Buffer.concat([a, b]);
+    bad[a.length + 12] ^= 1;
+    expect(decodeRecords(bad)).toMatchObject({ consumed: a.length, stop: 'corrupt' });
+  });
+});

@@ -1,0 +1,11 @@
+// @pigeonpost/testkit: real peer programs for interop tests (private package).
+export { startDovecot, dovecotAvailable } from './dovecot.js';
+export type { StartDovecotOptions, RunningDovecot, DovecotUser, DovecotPorts, DovecotProtocol, DovecotRunAs, DovecotTlsFiles } from './dovecot.js';
+export { RawImap, connectImap, imapQuote } from './raw-imap.js';
+export type { RawResponse, ImapResult, RawImapOptions } from './raw-imap.js';
+export { RawPop3, connectPop3 } from './raw-pop3.js';
+export type { Pop3Result, RawPop3Options } from './raw-pop3.js';
+export { deliverLmtp, deliverWithLda } from './delivery.js';
+export type { LmtpReply, DeliverLmtpOptions, DeliverWithLdaOptions } from './delivery.js';
+export { freePorts } from './ports.js';
+export type { ConnectOptions } from './framed-socket.js';
