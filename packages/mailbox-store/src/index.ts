@@ -55,7 +55,7 @@ export type { PlannedFlagUpdate } from './flags.js';
 export { MessageSizeCounter, rfc822Size, sourceChunks, meterMessageSource, readMessageSource } from './source.js';
 export type { MessageSizes, MeteredSource } from './source.js';
 export { ChangeHub } from './notifications.js';
-export type { ChangeHubOptions, HubWatchOptions } from './notifications.js';
+export type { ChangeHubOptions } from './notifications.js';
 export { computeStructure, StructureCache } from './structure.js';
 export type { MessageStructure, StructureCacheOptions } from './structure.js';
 export { InProcessMaildropLocks, pop3Uidl, topOfMessage, createPop3Maildrop } from './pop3.js';

@@ -36,7 +36,8 @@ export function normalizeMailboxName(name: string, limits: Pick<StoreLimits, 'ma
   if (parts.length > limits.maxMailboxDepth) throw invalid(name, `deeper than ${limits.maxMailboxDepth} levels`);
   for (const part of parts) {
     if (part.length === 0) throw invalid(name, 'empty hierarchy level');
-    if (RESERVED_COMPONENTS.has(part.toLowerCase())) throw invalid(name, `"${part}" is reserved`);
+    // Exact match: Maildir's own folders are lower case, and `New` or `Tmp` are ordinary folder names.
+    if (RESERVED_COMPONENTS.has(part)) throw invalid(name, `"${part}" is reserved`);
     if (part.trim() !== part) throw invalid(name, 'a level starts or ends with white space');
   }
   if (parts[0]!.toUpperCase() === INBOX) parts[0] = INBOX;

@@ -18,9 +18,6 @@ export interface ChangeHubOptions {
   readonly maxQueuedChanges?: number;
 }
 
-/** What a watcher is told about; `mailbox` is compared as given, so pass the normalised name. */
-export interface HubWatchOptions extends WatchOptions {}
-
 interface Watcher {
   readonly user: string;
   readonly mailbox: string | undefined;
@@ -74,8 +71,9 @@ export class ChangeHub {
    * The changes of `user` from now on, until `signal` aborts, the iteration
    * is ended (`break`), or the hub closes. Registration happens at the call,
    * so nothing published after `watch()` returns is missed. Iterate once.
+   * `options.mailbox` is compared as given: pass the normalised name.
    */
-  watch(user: string, options: HubWatchOptions = {}): AsyncIterableIterator<StoreChange> {
+  watch(user: string, options: WatchOptions = {}): AsyncIterableIterator<StoreChange> {
     const signal = options.signal;
     const w: Watcher = { user, mailbox: options.mailbox, queue: [], wake: undefined, ended: false, end: () => end() };
     const end = (): void => {

@@ -12,6 +12,7 @@
  * Maildir, a lock file), a PostgreSQL backend would use an advisory lock.
  */
 import { StoreError } from './errors.js';
+import { failedSource } from './source.js';
 import type { Pop3Maildrop, Pop3Message } from './types.js';
 
 /** A held maildrop lock. `release()` is idempotent. */
@@ -66,13 +67,15 @@ export interface Pop3Source {
 }
 
 /**
- * The POP3 UIDL of a message: UIDVALIDITY then UID, each as 8 upper-case hex
- * digits (Dovecot's `%08Xv%08Xu`). Unique for ever in the maildrop, because
- * a UID is never reused within one UIDVALIDITY.
+ * The POP3 UIDL of a message: UID then UIDVALIDITY, each as 8 upper-case
+ * hex digits — Dovecot's default `pop3_uidl_format = %08Xu%08Xv` (checked
+ * with `doveconf -d`), so clients see the same UIDLs from either server.
+ * Unique for ever in the maildrop, because a UID is never reused within one
+ * UIDVALIDITY.
  */
 export function pop3Uidl(uidValidity: number, uid: number): string {
   const hex = (n: number): string => (n >>> 0).toString(16).toUpperCase().padStart(8, '0');
-  return `${hex(uidValidity)}${hex(uid)}`;
+  return `${hex(uid)}${hex(uidValidity)}`;
 }
 
 const LF = 0x0a;
@@ -115,11 +118,6 @@ export async function* topOfMessage(chunks: AsyncIterable<Uint8Array>, lines: nu
   }
 }
 
-// eslint-disable-next-line require-yield
-async function* failed(error: unknown): AsyncGenerator<Uint8Array, void, undefined> {
-  throw error;
-}
-
 /** Build the POP3 maildrop over a backend's snapshot and a held lock. */
 export function createPop3Maildrop(source: Pop3Source, lock: MaildropLock): Pop3Maildrop {
   const list: Pop3Message[] = source.messages.map((m, i) => ({
@@ -155,7 +153,7 @@ export function createPop3Maildrop(source: Pop3Source, lock: MaildropLock): Pop3
       try {
         m = message(number);
       } catch (error) {
-        return failed(error);
+        return failedSource(error);
       }
       const body = source.read(m.uid);
       return options?.lines === undefined ? body : topOfMessage(body, options.lines);

@@ -128,3 +128,15 @@ export async function readMessageSource(
   const sizes = metered.sizes();
   return { ...sizes, data: parts.length === 1 ? parts[0]! : Buffer.concat(parts, sizes.bytes) };
 }
+
+/**
+ * A body stream that fails on the first `next()`: for methods that return an
+ * AsyncIterable and must report a synchronous failure as a rejection.
+ */
+export function failedSource<T = Uint8Array>(error: unknown): AsyncIterable<T> {
+  return {
+    [Symbol.asyncIterator]: () => ({
+      next: () => Promise.reject(error instanceof Error ? error : new Error(String(error))),
+    }),
+  };
+}

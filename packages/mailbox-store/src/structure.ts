@@ -1,61 +1,21 @@
 /**
  * The MIME structure of a stored message, computed once (at delivery) and
- * cached, so FETCH BODYSTRUCTURE and section reads never re-parse.
- *
- * TODO(mime): @pigeonpost/mime has no `src/index.ts` yet. `MessageStructure`
- * and `computeStructure` below are a minimal local stand-in (the header/body
- * split of the top-level part). When the mime package lands:
- *   1. replace the stand-in interface with
- *      `export type { MessageStructure } from '@pigeonpost/mime';`
- *   2. make `computeStructure` feed the chunks to mime's parser;
- *   3. restore `import type { MessageStructure } from '@pigeonpost/mime'` in types.ts.
- * Nothing else in the package depends on the fields of the stand-in.
+ * cached, so FETCH BODYSTRUCTURE and section reads never re-parse. The
+ * structure is @pigeonpost/mime's: byte offsets of every part in the stored
+ * bytes, versioned and JSON-serialisable so backends can keep it in an index.
  */
+import { MimeParser } from '@pigeonpost/mime';
+import type { MessageStructure } from '@pigeonpost/mime';
 import { sourceChunks } from './source.js';
 import type { MessageSource } from './types.js';
 
-/** STAND-IN (see the TODO above): the header/body split of the message. */
-export interface MessageStructure {
-  /** Marks the stand-in; the real type has its own version field. */
-  readonly version: 0;
-  /** Stored bytes of the message. */
-  readonly bytes: number;
-  /** Bytes of the header block, including the empty line that ends it. */
-  readonly headerBytes: number;
-  /** Lines of the body (IMAP BODYSTRUCTURE `body-fld-lines`). */
-  readonly bodyLines: number;
-}
+export type { MessageStructure };
 
-const LF = 0x0a;
-const CR = 0x0d;
-
-/** Compute the structure of a whole message (bytes or chunks). */
+/** Compute the structure of a whole message (bytes or chunks), in bounded memory. */
 export async function computeStructure(source: MessageSource): Promise<MessageStructure> {
-  let bytes = 0;
-  let headerBytes = -1;
-  let bodyLines = 0;
-  let lastBodyByte = -1;
-  // Header end: an LF followed by LF or CRLF. `state`: 1 after an LF, 2 after LF CR.
-  let state = 1;
-  for await (const chunk of sourceChunks(source)) {
-    for (let i = 0; i < chunk.length; i++) {
-      const b = chunk[i]!;
-      if (headerBytes < 0) {
-        if (b === LF) {
-          if (state >= 1) headerBytes = bytes + i + 1;
-          state = 1;
-        } else if (b === CR && state === 1) state = 2;
-        else state = 0;
-      } else {
-        if (b === LF) bodyLines++;
-        lastBodyByte = b;
-      }
-    }
-    bytes += chunk.length;
-  }
-  if (headerBytes < 0) headerBytes = bytes;
-  if (lastBodyByte !== -1 && lastBodyByte !== LF) bodyLines++;
-  return { version: 0, bytes, headerBytes, bodyLines };
+  const parser = new MimeParser();
+  for await (const chunk of sourceChunks(source)) parser.push(chunk);
+  return parser.end();
 }
 
 export interface StructureCacheOptions {

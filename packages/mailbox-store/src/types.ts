@@ -22,9 +22,7 @@
  * - Bodies go in and out as bytes or async iterables of bytes, never as one
  *   string: a 50 MB message never needs 50 MB of heap per step.
  */
-// TODO(mime): back to `import type { MessageStructure } from '@pigeonpost/mime'` once
-// packages/mime exports it; structure.ts holds a stand-in until then.
-import type { MessageStructure } from './structure.js';
+import type { MessageStructure } from '@pigeonpost/mime';
 
 export const HIERARCHY_DELIMITER = '/';
 
@@ -227,7 +225,7 @@ export interface Pop3Message {
   /** 1-based message number, fixed for the session (RFC 1939 §5). */
   readonly number: number;
   readonly uid: number;
-  /** UIDL: unique per message for ever in this maildrop (RFC 1939 §7); `${uidValidity in 8 hex}${uid in 8 hex}`-style, stable across sessions. */
+  /** UIDL: unique per message for ever in this maildrop (RFC 1939 §7): UID then UIDVALIDITY, 8 upper-case hex digits each, as Dovecot's default `pop3_uidl_format = %08Xu%08Xv`, so a maildrop moved between Dovecot and Pigeonpost keeps its UIDLs and POP3 clients download nothing twice. */
   readonly uidl: string;
   readonly size: number;
   readonly deleted: boolean;

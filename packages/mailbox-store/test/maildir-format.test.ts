@@ -108,7 +108,7 @@ describe('index log records', () => {
     const torn = decodeRecords(Buffer.concat([a, b.subarray(0, 5)]));
     expect(torn).toMatchObject({ consumed: a.length, stop: 'partial' });
     const bad = Buffer.concat([a, b]);
-    bad[a.length + 12] ^= 1;
+    bad[a.length + 12] = bad[a.length + 12]! ^ 1;
     expect(decodeRecords(bad)).toMatchObject({ consumed: a.length, stop: 'corrupt' });
   });
 });

@@ -41,7 +41,7 @@ describe('maildir backend behaviour', () => {
 
   it('overrides a stale lock: dead PID, or unchanged past the stale timeout', async () => {
     const lockPath = join(root, 'bob/Maildir/dovecot-uidlist.lock');
-    const dead = spawnSync(process.execPath, ['-e', 'process.pid']).pid!;
+    const dead = spawnSync(process.execPath, ['-e', 'process.pid']).pid;
     await writeFile(lockPath, `${dead}:${hostname()}`);
     const r = await open().deliver({ user: 'bob', body: msg(1) });
     expect(r.uid).toBe(1);
@@ -99,7 +99,7 @@ describe('maildir backend behaviour', () => {
       if (damage === 'delete') await unlink(index);
       else {
         const text = await readFile(index);
-        text[20] ^= 0x55;
+        text[20] = text[20]! ^ 0x55;
         await writeFile(index, text);
       }
       const fresh = open();

@@ -1,6 +1,6 @@
 /**
  * Dovecot-compatible dot-locks (Dovecot lib/file-dotlock.c): `<file>.lock`
- * created with O_CREAT|O_EXCL, holding `<pid>:<hostname>`. A lock is
+ * created exclusively (see tryCreate), holding `<pid>:<hostname>`. A lock is
  * overridden (unlinked, then taken) when
  *  - it names a process on this host that no longer exists (kill(pid, 0)
  *    fails with ESRCH), or names this process but this process does not hold
@@ -15,8 +15,8 @@
  * processes: the PID in the file is ours, but the process-wide registry
  * below says it is held, so it is not stale.
  */
-import { constants } from 'node:fs';
-import { lstat, open, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { link, lstat, open, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import type { Clock } from '@pigeonpost/wire';
 import { StoreError } from '../errors.js';
@@ -55,17 +55,22 @@ function pidAlive(pid: number): boolean {
 }
 
 async function tryCreate(path: string): Promise<boolean> {
+  // The lock appears with its content at once: a temp file holding `pid:host`
+  // is linked to the lock name, and link(2) fails with EEXIST exactly like
+  // O_CREAT|O_EXCL (Dovecot does this with dotlock_use_excl=no, and for NFS).
+  // With a bare O_EXCL create, a crash between create and write would leave an
+  // empty lock that only the stale timeout (120 s) clears; an empty lock from
+  // another program is still handled that way.
+  const temp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  await writeFile(temp, `${process.pid}:${myHost}`, { mode: 0o666, flag: 'wx' });
   try {
-    const fh = await open(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o666);
-    try {
-      await fh.write(`${process.pid}:${myHost}`);
-    } finally {
-      await fh.close();
-    }
+    await link(temp, path);
     return true;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw error;
+  } finally {
+    await unlink(temp).catch(() => undefined);
   }
 }
 
@@ -92,7 +97,7 @@ async function checkStale(path: string, options: DotlockOptions, seen: { lock?: 
     const lastChange = seen.lock === undefined ? Math.min(now, st.mtimeMs) : now;
     seen.lock = { ino: st.ino, mtimeMs: st.mtimeMs, size: st.size, lastChange };
   }
-  let content = '';
+  let content: string;
   try {
     content = await readFile(path, 'utf8');
   } catch (error) {

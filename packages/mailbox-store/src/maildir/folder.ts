@@ -15,7 +15,7 @@ import { copyFile, link, mkdir, open, readdir, readFile, rename, stat, truncate,
 import { join } from 'node:path';
 import type { Clock, Logger } from '@pigeonpost/wire';
 import { StoreError } from '../errors.js';
-import { flagKey, isDeleted, isKeyword, isSeen } from '../flags.js';
+import { isDeleted, isKeyword, isSeen } from '../flags.js';
 import type { StoreLimits } from '../limits.js';
 import { MessageSizeCounter, meterMessageSource } from '../source.js';
 import type { MessageStructure } from '../structure.js';
@@ -23,7 +23,8 @@ import { computeStructure } from '../structure.js';
 import type { MessageMeta, MessageSource } from '../types.js';
 import { acquireDotlock, writeThroughDotlock } from './dotlock.js';
 import type { Dotlock } from './dotlock.js';
-import { curName, LETTER_OF_FLAG, parseFilename, sortInfo, splitInfo, UniqueNames, withSizes } from './filename.js';
+import { curName, LETTER_OF_FLAG, parseFilename, sortInfo, splitInfo, withSizes } from './filename.js';
+import type { UniqueNames } from './filename.js';
 import type { IndexedMessage, IndexRecord } from './index-log.js';
 import { decodeRecords, encodeRecord, IndexState } from './index-log.js';
 import { KeywordTable, parseKeywordsFile, serializeKeywordsFile } from './keywords.js';
@@ -137,7 +138,13 @@ export class Folder {
         await lock.release();
       }
     };
-    const result = this.#queue.then(run, run);
+    const guarded = (): Promise<T> =>
+      run().catch((error: unknown) => {
+        // The folder (or the whole user) was deleted under us.
+        if (errno(error) === 'ENOENT') throw new StoreError('ERR_STORE_NO_SUCH_MAILBOX', `mailbox ${this.name} does not exist`);
+        throw error;
+      });
+    const result = this.#queue.then(guarded, guarded);
     this.#queue = result.catch(() => undefined);
     return result;
   }
@@ -319,7 +326,7 @@ export class Folder {
 
     // Scan cur/ and new/; move new/ files to cur/ as Dovecot does. A rename that
     // fails (another process moved it first) means: scan again.
-    let found = new Map<string, { dir: 'cur' | 'new'; name: string }>();
+    let found: Map<string, { dir: 'cur' | 'new'; name: string }>;
     for (let attempt = 0; ; attempt++) {
       found = new Map();
       let raced = false;
@@ -370,13 +377,14 @@ export class Folder {
     const present = new Set<number>();
     let modSeq = this.index.highestModSeq;
     let addModSeq = 0;
+    const nextModSeq = (): number => ++modSeq;
     for (const r of records) {
       present.add(r.uid);
       const file = this.files.get(r.uid)!;
       const info = sortInfo(parseFilename(file.name).info);
       const indexed = this.index.messages.get(r.uid);
       if (indexed === undefined) {
-        if (addModSeq === 0) addModSeq = ++modSeq;
+        if (addModSeq === 0) addModSeq = nextModSeq();
         adds.push(await this.#describeFile(r.uid, file, info, addModSeq));
       } else if (indexed.info !== info) {
         flagUids.push(r.uid);
@@ -384,9 +392,9 @@ export class Folder {
       }
     }
     const out: IndexRecord[] = [...adds];
-    if (flagUids.length > 0) out.push({ t: 'F', u: flagUids, m: ++modSeq, i: flagInfos, w: ctx.writerId });
+    if (flagUids.length > 0) out.push({ t: 'F', u: flagUids, m: nextModSeq(), i: flagInfos, w: ctx.writerId });
     const gone = [...this.index.messages.keys()].filter((uid) => !present.has(uid)).sort((a, b) => a - b);
-    if (gone.length > 0) out.push({ t: 'X', u: gone, m: ++modSeq, w: ctx.writerId });
+    if (gone.length > 0) out.push({ t: 'X', u: gone, m: nextModSeq(), w: ctx.writerId });
     await this.#appendIndex(out);
     await this.#maybeCompact();
     this.#rebuildView();

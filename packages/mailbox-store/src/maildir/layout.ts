@@ -79,10 +79,12 @@ export function maildirMailboxName(name: string, limits: Pick<StoreLimits, 'maxM
 
 /** Dovecot's tab escaping for subscriptions v2 (lib/strescape.c). */
 export function tabEscape(text: string): string {
+  // eslint-disable-next-line no-control-regex -- Dovecot's escape character is \x01
   return text.replace(/[\u0001\t\r\n]/g, (c) => ({ '\u0001': '\u00011', '\t': '\u0001t', '\r': '\u0001r', '\n': '\u0001n' })[c]!);
 }
 
 export function tabUnescape(text: string): string {
+  // eslint-disable-next-line no-control-regex -- Dovecot's escape character is \x01
   return text.replace(/\u0001(.)/g, (_, c: string) => ({ '1': '\u0001', t: '\t', r: '\r', n: '\n' })[c] ?? c);
 }
 

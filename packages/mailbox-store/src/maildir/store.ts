@@ -371,7 +371,17 @@ class MaildirUser implements UserMailStore {
     }
   }
 
+  async #checkUser(): Promise<void> {
+    try {
+      await stat(join(this.maildir, 'cur'));
+    } catch (error) {
+      if (errno(error) === 'ENOENT') throw new StoreError('ERR_STORE_NO_SUCH_USER', `no user ${this.user}`);
+      throw error;
+    }
+  }
+
   async #existing(mailbox: string): Promise<Folder> {
+    await this.#checkUser();
     const name = this.name(mailbox);
     if (!(await this.#exists(name))) throw new StoreError('ERR_STORE_NO_SUCH_MAILBOX', `mailbox ${mailbox} does not exist`);
     return this.folder(name);
@@ -379,6 +389,7 @@ class MaildirUser implements UserMailStore {
 
   async list(): Promise<readonly MailboxListEntry[]> {
     this.store.checkOpen();
+    await this.#checkUser();
     const names = await this.#folderNames();
     const subscribed = new Set(await this.#readSubscriptions());
     const data = await this.readUserFile();
@@ -511,6 +522,7 @@ class MaildirUser implements UserMailStore {
   async setSubscribed(mailbox: string, subscribed: boolean): Promise<void> {
     this.store.checkOpen();
     const name = this.name(mailbox);
+    if (subscribed && !(await this.#exists(name))) throw new StoreError('ERR_STORE_NO_SUCH_MAILBOX', `mailbox ${mailbox} does not exist`);
     const current = await this.#readSubscriptions();
     const has = current.includes(name);
     if (has === subscribed) return;
@@ -522,6 +534,7 @@ class MaildirUser implements UserMailStore {
 
   async status(mailbox: string): Promise<MailboxStatus> {
     this.store.checkOpen();
+    await this.#checkUser();
     const f = await this.#existing(mailbox);
     await f.sync();
     return folderStatus(f);
@@ -555,6 +568,15 @@ class MaildirUser implements UserMailStore {
       // On success the tmp file was already unlinked; on failure it must not linger.
       await unlink(tmp.tmpPath).catch(() => undefined);
     }
+  }
+
+  /** ERR_STORE_OVER_QUOTA when adding `messages` messages of `bytes` bytes would pass the user's quota. */
+  async checkQuota(messages: number, bytes: number): Promise<void> {
+    const quota = await this.#quotaLimits();
+    if (quota.storage === undefined && quota.messages === undefined) return;
+    const usage = await this.#usage();
+    if (quota.messages !== undefined && usage.messages + messages > quota.messages) throw new StoreError('ERR_STORE_OVER_QUOTA', 'message count quota exceeded');
+    if (quota.storage !== undefined && usage.storage + bytes > quota.storage) throw new StoreError('ERR_STORE_OVER_QUOTA', 'storage quota exceeded');
   }
 
   async #quotaLimits(): Promise<QuotaLimits> {
@@ -858,9 +880,10 @@ class MaildirHandle implements MailboxHandle {
     return { expunged, added, flagsChanged, uidNext: this.#status.uidNext, highestModSeq: this.#status.highestModSeq };
   }
 
-  read(uid: number, range?: ByteRange): AsyncIterable<Uint8Array> {
+  async *read(uid: number, range?: ByteRange): AsyncGenerator<Uint8Array> {
+    // Checked when iteration starts, so a closed store fails the iteration (not the call).
     this.#check();
-    return this.#folder.readFile(uid, range);
+    yield* this.#folder.readFile(uid, range);
   }
 
   structure(uid: number): Promise<MessageStructure> {
@@ -909,6 +932,7 @@ class MaildirHandle implements MailboxHandle {
     const wanted = new Set(uids);
     const messages = src.messages().filter((m) => wanted.has(m.uid));
     const mapping: [number, number][] = [];
+    await user.checkQuota(move ? 0 : messages.length, move ? 0 : messages.reduce((n, m) => n + m.size, 0));
     await dest.locked(async () => {
       for (const m of messages) {
         const added = await dest.importFrom(src, m);
@@ -935,12 +959,12 @@ class MaildirHandle implements MailboxHandle {
     return removed;
   }
 
-  async changedSince(modSeq: number): Promise<readonly MessageMeta[]> {
+  changedSince(modSeq: number): Promise<readonly MessageMeta[]> {
     this.#check();
-    return this.#view.filter((m) => m.modSeq > modSeq);
+    return Promise.resolve(this.#view.filter((m) => m.modSeq > modSeq));
   }
 
-  async vanishedSince(modSeq: number): Promise<readonly number[]> {
+  vanishedSince(modSeq: number): Promise<readonly number[]> {
     this.#check();
     const index = this.#folder.index;
     if (modSeq < index.floor - 1) {
@@ -948,9 +972,9 @@ class MaildirHandle implements MailboxHandle {
       const present = new Set(this.#folder.messages().map((m) => m.uid));
       const out: number[] = [];
       for (let uid = 1; uid < this.#folder.uidNext; uid++) if (!present.has(uid)) out.push(uid);
-      return out;
+      return Promise.resolve(out);
     }
-    return [...new Set(index.expunged.filter(([, m]) => m > modSeq).map(([uid]) => uid))].sort((a, b) => a - b);
+    return Promise.resolve([...new Set(index.expunged.filter(([, m]) => m > modSeq).map(([uid]) => uid))].sort((a, b) => a - b));
   }
 
   async close(): Promise<void> {

@@ -14,7 +14,7 @@ import type { StoreLimits } from '../limits.js';
 import { normalizeMailboxName, parentNames } from '../names.js';
 import { ChangeHub } from '../notifications.js';
 import { InProcessMaildropLocks, createPop3Maildrop } from '../pop3.js';
-import { readMessageSource } from '../source.js';
+import { failedSource, readMessageSource } from '../source.js';
 import { computeStructure } from '../structure.js';
 import type { MessageStructure } from '../structure.js';
 import type {
@@ -70,10 +70,6 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): MailStore {
   return new MemoryStore(options);
 }
 
-// eslint-disable-next-line require-yield
-async function* failing(error: unknown): AsyncGenerator<never, void, undefined> {
-  throw error;
-}
 
 function ascending(uids: Iterable<number>): number[] {
   return [...new Set(uids)].filter((u) => Number.isInteger(u) && u > 0).sort((a, b) => a - b);
@@ -308,7 +304,7 @@ function run<T>(work: () => T): Promise<T> {
   try {
     return Promise.resolve(work());
   } catch (error) {
-    return Promise.reject(error as Error);
+    return Promise.reject(error instanceof Error ? error : new Error(String(error)));
   }
 }
 
@@ -489,7 +485,7 @@ class MemoryUserStore implements UserMailStore {
       const mailbox = options.mailbox === undefined ? undefined : this.#store.mailboxName(options.mailbox);
       return this.#store.hub.watch(this.user, { ...options, mailbox });
     } catch (error) {
-      return failing(error);
+      return failedSource<StoreChange>(error);
     }
   }
 
@@ -528,6 +524,8 @@ function setFlagsOn(store: MemoryStore, user: MemUser, box: MemMailbox, uids: re
   store.publish(user, { type: 'flags', mailboxId: box.id, mailbox: box.name, uids: targets.map((m) => m.meta.uid), modSeq });
 }
 
+// An async generator, so every failure (closed store, expunged message) surfaces from the first next(), as with an I/O backend.
+// eslint-disable-next-line @typescript-eslint/require-await
 async function* readMessage(store: MemoryStore, box: MemMailbox, uid: number, range?: ByteRange): AsyncGenerator<Uint8Array, void, undefined> {
   store.live();
   const message = box.deleted ? undefined : box.messages.get(uid);
@@ -602,7 +600,7 @@ class MemoryHandle implements MailboxHandle {
     try {
       this.#live();
     } catch (error) {
-      return failing(error);
+      return failedSource(error);
     }
     return readMessage(this.#store, this.#box, uid, range);
   }

@@ -24,11 +24,11 @@ export interface ConformanceAssertion {
 
 /** The test framework, injected: vitest's or jest's functions fit. */
 export interface ConformanceTestApi {
-  describe(name: string, body: () => void): void;
-  it(name: string, body: () => Promise<void>, timeout?: number): void;
-  expect(actual: unknown): ConformanceAssertion;
-  beforeEach(hook: () => Promise<void>): void;
-  afterEach(hook: () => Promise<void>): void;
+  readonly describe: (name: string, body: () => void) => void;
+  readonly it: (name: string, body: () => Promise<void>, timeout?: number) => void;
+  readonly expect: (actual: unknown) => ConformanceAssertion;
+  readonly beforeEach: (hook: () => Promise<void>) => void;
+  readonly afterEach: (hook: () => Promise<void>) => void;
 }
 
 /** A clock the suite can move (a `VirtualClock` from `@pigeonpost/wire/testing` fits). */
@@ -293,6 +293,12 @@ export function defineStoreConformance(subject: ConformanceSubject, t: Conforman
         ['more than maxMailboxDepth levels', () => Array.from({ length: 17 }, (_, i) => `l${i}`).join('/')],
         ['a level with outer white space', () => ' a'],
       ];
+      it('accepts ordinary names that only resemble Maildir folders in another case (New, Tmp, Work/Cur)', async () => {
+        const user = await alice();
+        for (const name of ['New', 'Tmp', 'Work/Cur']) await user.create(name);
+        const names = (await user.list()).map((m) => m.name);
+        for (const name of ['New', 'Tmp', 'Work/Cur']) expect(names).toContain(name);
+      });
       for (const [what, name] of cases) {
         it(`refuses ${what} with ERR_STORE_INVALID_NAME`, async () => {
           const user = await alice();
@@ -1007,7 +1013,10 @@ export function defineStoreConformance(subject: ConformanceSubject, t: Conforman
           const expectedHash = hash.digest('hex');
           async function* source(): AsyncGenerator<Uint8Array> {
             yield header;
-            for (let i = 0; i < count; i++) yield Buffer.from(chunk);
+            for (let i = 0; i < count; i++) {
+              await Promise.resolve(); // as a socket would, between chunks
+              yield Buffer.from(chunk);
+            }
           }
           const result = await user.append('INBOX', source());
           const total = header.length + count * chunk.length;
@@ -1320,6 +1329,7 @@ export function defineStoreConformance(subject: ConformanceSubject, t: Conforman
           new Uint8Array(body),
           [body.subarray(0, 10), body.subarray(10)],
           (async function* () {
+            await Promise.resolve();
             yield body.subarray(0, 3);
             yield body.subarray(3);
           })(),

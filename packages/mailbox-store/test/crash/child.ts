@@ -7,6 +7,7 @@ import { createMaildirStore } from '../../src/maildir/index.js';
 
 const root = process.argv[2]!;
 const store = createMaildirStore({ root, fsync: true });
+writeSync(1, 'ready\n');
 for (;;) {
   const rest = Buffer.concat([Buffer.from('Subject: crash\r\n\r\n'), Buffer.from(randomBytes(1 + Math.floor(Math.random() * 48_000)).toString('base64'))]);
   const sum = createHash('sha256').update(rest).digest('hex');

@@ -31,7 +31,7 @@ describe('deliver() under SIGKILL', () => {
     dir = await mkdtemp(join(tmpdir(), 'pp-crash-'));
     // Bundle the child (TypeScript) with the esbuild that tsup ships, so the test needs no prior build.
     const requireFromTsup = createRequire(createRequire(import.meta.url).resolve('tsup'));
-    const esbuild = requireFromTsup('esbuild') as typeof import('esbuild');
+    const esbuild = requireFromTsup('esbuild') as { build(options: Record<string, unknown>): Promise<unknown> };
     // Written under the package's node_modules so the workspace packages (@pigeonpost/wire …) resolve from it.
     childScript = join(here, '../../node_modules/.cache/pigeonpost-crash', `child-${process.pid}.mjs`);
     await esbuild.build({ entryPoints: [join(here, 'child.ts')], bundle: true, packages: 'external', platform: 'node', format: 'esm', target: 'node20', outfile: childScript, logLevel: 'silent' });
@@ -53,19 +53,27 @@ describe('deliver() under SIGKILL', () => {
     for (let kill = 0; kill < KILLS; kill++) {
       const child = spawn(process.execPath, [childScript, root], { stdio: ['ignore', 'pipe', 'inherit'] });
       let buffered = '';
+      let ready: () => void = () => undefined;
+      const isReady = new Promise<void>((r) => (ready = r));
       child.stdout.setEncoding('utf8');
       child.stdout.on('data', (d: string) => {
         buffered += d;
         let nl;
         while ((nl = buffered.indexOf('\n')) >= 0) {
-          const [uid, sum] = buffered.slice(0, nl).split(' ');
+          const line = buffered.slice(0, nl);
           buffered = buffered.slice(nl + 1);
+          if (line === 'ready') {
+            ready();
+            continue;
+          }
+          const [uid, sum] = line.split(' ');
           expect(resolved.has(Number(uid))).toBe(false);
           resolved.set(Number(uid), sum!);
         }
       });
       const exited = new Promise<void>((r) => child.once('exit', () => r()));
-      await new Promise((r) => setTimeout(r, 60 + Math.random() * 200));
+      await Promise.race([isReady, exited]);
+      await new Promise((r) => setTimeout(r, 10 + Math.random() * 150));
       child.kill('SIGKILL');
       await exited;
 
@@ -77,7 +85,8 @@ describe('deliver() under SIGKILL', () => {
       else if (size > 0 && roll < 0.2) await truncate(index, Math.floor(Math.random() * size));
       else if (size > 0 && roll < 0.3) {
         const data = await readFile(index);
-        data[Math.floor(Math.random() * data.length)] ^= 0x20;
+        const at = Math.floor(Math.random() * data.length);
+        data[at] = data[at]! ^ 0x20;
         await writeFile(index, data);
       }
       if (roll < 0.3 && size > 0) damaged++;

@@ -1,4 +1,5 @@
-import { Lexer, NUL_REPLACEMENT } from './rfc822-lexer.js';
+import type { Lexer} from './rfc822-lexer.js';
+import { NUL_REPLACEMENT } from './rfc822-lexer.js';
 
 /** One MIME parameter, `[name, value]`, both byte strings, as they stand in the header (RFC 2231 continuations merged). */
 export type MimeParam = readonly [name: string, value: string];

@@ -153,7 +153,6 @@ export class SectionOutput {
 
   /** Transform one chunk; returns the bytes to send (may be empty). */
   write(chunk: Uint8Array): Buffer {
-    const out: number[] = [];
     const pieces: Buffer[] = [];
     const src = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     let runStart = 0;
@@ -170,7 +169,6 @@ export class SectionOutput {
     }
     flush(src.length);
     if (src.length > 0) this.prev = src[src.length - 1]!;
-    void out;
     return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
   }
 

@@ -74,9 +74,37 @@ export function ours(item: string, structure: MessageStructure, bytes: Buffer): 
 }
 
 export { parseMessage };
+export { findPart } from '../../src/index.js';
 
 /**
  * Known differences, as `message-file-prefix item` → reason. The README's
  * "Differences from Dovecot" list says the same.
  */
-export const KNOWN_DIFFERENCES: Record<string, string> = {};
+export const KNOWN_DIFFERENCES: Record<string, string> = {
+  '102 BODYSTRUCTURE': 'message/global is encapsulated (RFC 9051 §9 media-message, RFC 6532 §3.5); Dovecot 2.3 treats it as an opaque leaf',
+  '102 BODY': 'message/global is encapsulated (RFC 9051 §9 media-message, RFC 6532 §3.5); Dovecot 2.3 treats it as an opaque leaf',
+  '102 BODY[2.1]': 'message/global is encapsulated (RFC 9051 §9 media-message, RFC 6532 §3.5); Dovecot 2.3 treats it as an opaque leaf',
+  '102 BODY[2.HEADER]': 'message/global is encapsulated (RFC 9051 §9 media-message, RFC 6532 §3.5); Dovecot 2.3 treats it as an opaque leaf',
+  '102 BODY[2.TEXT]': 'message/global is encapsulated (RFC 9051 §9 media-message, RFC 6532 §3.5); Dovecot 2.3 treats it as an opaque leaf',
+  '102 BODY[2.HEADER.FIELDS (SUBJECT)]': 'message/global is encapsulated (RFC 9051 §9 media-message, RFC 6532 §3.5); Dovecot 2.3 treats it as an opaque leaf',
+  '110 BODY[2.MIME]': 'a part whose header is only an empty line, followed by an outer boundary, past the depth limit: Dovecot gives an empty MIME header, we give the CRLF (not settled; see README)',
+  '111 BODY[2.MIME]': 'a part whose header is only an empty line, followed by an outer boundary, past the depth limit: Dovecot gives an empty MIME header, we give the CRLF (not settled; see README)',
+  '112 BODY[2.MIME]': 'a part whose header is only an empty line, followed by an outer boundary, past the depth limit: Dovecot gives an empty MIME header, we give the CRLF (not settled; see README)',
+  '070 BINARY[1]': 'invalid base64/quoted-printable: Dovecot answers NO [PARSE]; we decode leniently (RFC 2045 §6.8 says to ignore characters outside the alphabet)',
+  '070 BINARY.SIZE[1]': 'invalid base64/quoted-printable: Dovecot answers NO [PARSE]; we decode leniently (RFC 2045 §6.8 says to ignore characters outside the alphabet)',
+  '100 BODY[2.HEADER.FIELDS (SUBJECT)]': 'HEADER.FIELDS of an encapsulated message whose header is empty (cut by an outer boundary): Dovecot adds an empty line, we send nothing',
+  '070 BINARY[2]': 'invalid base64/quoted-printable: Dovecot answers NO [PARSE]; we decode leniently (RFC 2045 §6.8 says to ignore characters outside the alphabet)',
+  '167 BINARY[1]': 'invalid base64/quoted-printable: Dovecot answers NO [PARSE]; we decode leniently (RFC 2045 §6.8 says to ignore characters outside the alphabet)',
+  '167 BINARY.SIZE[1]': 'invalid base64/quoted-printable: Dovecot answers NO [PARSE]; we decode leniently (RFC 2045 §6.8 says to ignore characters outside the alphabet)',
+  '172 BINARY[1]': 'invalid base64/quoted-printable: Dovecot answers NO [PARSE]; we decode leniently (RFC 2045 §6.8 says to ignore characters outside the alphabet)',
+  '172 BINARY.SIZE[1]': 'invalid base64/quoted-printable: Dovecot answers NO [PARSE]; we decode leniently (RFC 2045 §6.8 says to ignore characters outside the alphabet)',
+  '181 BINARY[1]': 'invalid base64/quoted-printable: Dovecot answers NO [PARSE]; we decode leniently (RFC 2045 §6.8 says to ignore characters outside the alphabet)',
+  '181 BINARY.SIZE[1]': 'invalid base64/quoted-printable: Dovecot answers NO [PARSE]; we decode leniently (RFC 2045 §6.8 says to ignore characters outside the alphabet)',
+  '161 BINARY[1]': 'unparseable Content-Transfer-Encoding value: Dovecot answers NO [UNKNOWN-CTE]; we treat it as 7bit, as BODYSTRUCTURE does',
+  '161 BINARY.SIZE[1]': 'unparseable Content-Transfer-Encoding value: Dovecot answers NO [UNKNOWN-CTE]; we treat it as 7bit, as BODYSTRUCTURE does',
+  '095 BINARY[1]': "Content-Transfer-Encoding without MIME-Version or Content-Type: Dovecot decodes it for BINARY; we do not (RFC 2045 §4: without MIME-Version the Content-* fields do not apply, and Dovecot's own BODYSTRUCTURE says 7bit)",
+  '095 BINARY.SIZE[1]': "Content-Transfer-Encoding without MIME-Version or Content-Type: Dovecot decodes it for BINARY; we do not (RFC 2045 §4: without MIME-Version the Content-* fields do not apply, and Dovecot's own BODYSTRUCTURE says 7bit)",
+};
+
+/** BINARY of a multipart/message part: see the README (Dovecot re-encodes nested parts). */
+export const BINARY_OF_CONTAINER = 'BINARY of a multipart or message part: Dovecot re-encodes every nested part to binary and rewrites its Content-Transfer-Encoding header; we send the part unchanged';
