@@ -64,3 +64,5 @@ export type { MaildropLock, MaildropLocker, Pop3Source } from './pop3.js';
 // Backends.
 export { createMemoryStore } from './memory/index.js';
 export type { MemoryStoreOptions } from './memory/index.js';
+export { createMaildirStore } from './maildir/index.js';
+export type { MaildirStoreOptions } from './maildir/index.js';

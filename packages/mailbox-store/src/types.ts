@@ -86,7 +86,7 @@ export interface MessageMeta {
   readonly uid: number;
   /** The MODSEQ of the last change to this message (append, flag change). */
   readonly modSeq: number;
-  /** System flags and keywords. */
+  /** System flags and keywords, in no promised order (Maildir keeps them as sorted letters). */
   readonly flags: readonly string[];
   readonly internalDate: number;
   /** RFC822.SIZE: the size of the message with CRLF line ends (what IMAP and POP3 serve). */
