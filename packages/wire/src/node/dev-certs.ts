@@ -6,19 +6,27 @@
  *
  * Key pairs come from node:crypto (native RSA generation is fast, forge's pure
  * JavaScript one is not); node-forge only builds and signs the X.509
- * structures, with SHA-256 and random serial numbers.
+ * structures, with SHA-256 and random serial numbers. node-forge is loaded
+ * on first use (it takes a quarter of a second to load), so servers that
+ * import @pigeonpost/wire/node without dev certificates never pay for it.
  */
 import { generateKeyPair, randomBytes, X509Certificate, createPrivateKey } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
-import forge from 'node-forge';
+import type Forge from 'node-forge';
 import type { Clock } from '../clock.js';
 import { CertificateError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { silentLogger } from '../logger.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
+
+let forgeModule: Promise<typeof Forge> | undefined;
+function loadForge(): Promise<typeof Forge> {
+  forgeModule ??= import('node-forge').then((m: { default?: typeof Forge } & typeof Forge) => m.default ?? m);
+  return forgeModule;
+}
 
 const DEFAULT_HOSTNAMES: readonly string[] = Object.freeze(['localhost']);
 const DEFAULT_IP_ADDRESSES: readonly string[] = Object.freeze(['127.0.0.1', '::1']);
@@ -157,15 +165,15 @@ function randomSerial(): string {
 /** Backdate by an hour, so a peer whose clock is a little behind still accepts a fresh certificate. */
 const BACKDATE_MS = 60 * 60 * 1000;
 
-function buildCertificate(params: {
+function buildCertificate(forge: typeof Forge, params: {
   readonly publicKeyPem: string;
   readonly signingKeyPem: string;
-  readonly subject: forge.pki.CertificateField[];
-  readonly issuer: forge.pki.Certificate | undefined;
+  readonly subject: Forge.pki.CertificateField[];
+  readonly issuer: Forge.pki.Certificate | undefined;
   readonly notBefore: number;
   readonly notAfter: number;
   readonly extensions: object[];
-}): forge.pki.Certificate {
+}): Forge.pki.Certificate {
   const cert = forge.pki.createCertificate();
   cert.publicKey = forge.pki.publicKeyFromPem(params.publicKeyPem);
   cert.serialNumber = randomSerial();
@@ -179,9 +187,9 @@ function buildCertificate(params: {
 }
 
 async function createCa(resolved: Resolved): Promise<DevCa> {
-  const pair = await newKeyPair();
+  const [forge, pair] = await Promise.all([loadForge(), newKeyPair()]);
   const notAfter = resolved.now + resolved.caValidityDays * DAY_MS;
-  const cert = buildCertificate({
+  const cert = buildCertificate(forge, {
     publicKeyPem: pair.publicKey,
     signingKeyPem: pair.privateKey,
     subject: [
@@ -204,7 +212,8 @@ async function createCa(resolved: Resolved): Promise<DevCa> {
 }
 
 async function createServerCertificate(resolved: Resolved, ca: DevCa): Promise<DevCertificates> {
-  let caCert: forge.pki.Certificate;
+  const forge = await loadForge();
+  let caCert: Forge.pki.Certificate;
   try {
     caCert = forge.pki.certificateFromPem(ca.cert);
     forge.pki.privateKeyFromPem(ca.key);
@@ -219,7 +228,7 @@ async function createServerCertificate(resolved: Resolved, ca: DevCa): Promise<D
     ...resolved.ipAddresses.map((ip) => ({ type: 7 /* iPAddress */, ip })),
   ];
   const commonName = resolved.hostnames[0] ?? resolved.ipAddresses[0]!;
-  const cert = buildCertificate({
+  const cert = buildCertificate(forge, {
     publicKeyPem: pair.publicKey,
     signingKeyPem: ca.key,
     subject: [
@@ -325,8 +334,11 @@ function parse(pem: string | undefined, keyPem: string | undefined): Parsed | un
     const x509 = new X509Certificate(pem);
     // The key must belong to the certificate: a crash between two renames could leave a mismatched pair.
     if (!x509.checkPrivateKey(createPrivateKey(keyPem))) return undefined;
-    const validity = forge.pki.certificateFromPem(pem).validity;
-    return { x509, notBefore: validity.notBefore.getTime(), notAfter: validity.notAfter.getTime() };
+    // X509Certificate prints validity as 'Nov 28 07:58:51 2027 GMT', which Date.parse reads.
+    const notBefore = Date.parse(x509.validFrom);
+    const notAfter = Date.parse(x509.validTo);
+    if (Number.isNaN(notBefore) || Number.isNaN(notAfter)) return undefined;
+    return { x509, notBefore, notAfter };
   } catch {
     return undefined;
   }
