@@ -70,7 +70,8 @@ describe.skipIf(!peer.available)('Dovecot differential: our IMAP values equal Do
         let theirs: Buffer | 'NIL' | undefined;
         if (r.status !== 'OK' || response === undefined) theirs = undefined;
         else theirs = extract(response, item);
-        const same = theirs === undefined || theirs === 'NIL' ? mine === undefined || theirs === 'NIL' : mine !== undefined && theirs.equals(mine);
+        // NIL from Dovecot (or a NO) matches only our "no such value"; bytes must be equal to the byte.
+        const same = theirs === undefined || theirs === 'NIL' ? mine === undefined : mine !== undefined && theirs.equals(mine);
         const key = `${name.slice(0, 3)} ${item}`;
         if (same) result.match++;
         else if (KNOWN_DIFFERENCES[key] !== undefined) result.known++;
