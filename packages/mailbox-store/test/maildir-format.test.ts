@@ -1,4 +1,9 @@
+import { mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { systemClock } from '@pigeonpost/wire/node';
 import { describe, expect, it } from 'vitest';
+import { writeThroughDotlock } from '../src/maildir/dotlock.js';
 import { curName, parseFilename, splitInfo, UniqueNames } from '../src/maildir/filename.js';
 import { decodeRecords, encodeRecord } from '../src/maildir/index-log.js';
 import { KeywordTable, parseKeywordsFile, serializeKeywordsFile } from '../src/maildir/keywords.js';
@@ -56,6 +61,30 @@ describe('dovecot-keywords', () => {
   });
 });
 
+describe('dovecot-keywords rewrites', () => {
+  it('always get a later mtime in whole seconds, as Dovecot needs to notice them', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'pp-keywords-'));
+    try {
+      const path = join(dir, 'dovecot-keywords');
+      const lockOptions = { clock: systemClock, staleTimeoutMs: 120_000, timeoutMs: 1000 };
+      // Dovecot dates its own rewrite a second ahead when it already read a file of this second.
+      const ahead = (Math.floor(Date.now() / 1000) + 2) * 1000;
+      await writeFile(path, '0 K1\n');
+      await utimes(path, new Date(ahead), new Date(ahead));
+      await writeThroughDotlock(path, '0 K1\n1 Ours\n', lockOptions, false, true);
+      expect(await readFile(path, 'utf8')).toBe('0 K1\n1 Ours\n');
+      expect((await stat(path)).mtimeMs).toBe(ahead + 1000);
+      // An older file: the new one simply has the current time.
+      await utimes(path, new Date(0), new Date(0));
+      const before = Math.floor(Date.now() / 1000) * 1000;
+      await writeThroughDotlock(path, '0 K1\n', lockOptions, false, true);
+      expect((await stat(path)).mtimeMs).toBeGreaterThanOrEqual(before);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('Maildir file names', () => {
   it('parses sizes, flags and keywords', () => {
     const p = parseFilename('1700000000.M12P34Q5R0a.host,S=1234,W=1260:2,FRSab');
@@ -97,6 +126,14 @@ describe('modified UTF-7 and folder names', () => {
     expect(text).toBe('V\t2\n\nINBOX\nWork\t2024\n');
     expect(parseSubscriptions(text)).toEqual(['INBOX', 'Work/2024']);
     expect(parseSubscriptions('INBOX\nWork.2024\n')).toEqual(['INBOX', 'Work/2024']);
+  });
+  it('keeps subscription levels in modified UTF-7, as Dovecot 2.3 writes and reads them', () => {
+    // What Dovecot 2.3.19 wrote after SUBSCRIBE "&AMk-t&AOk-", "Caf&AOk-/Sub" and "R&-D".
+    const dovecot = 'V\t2\n\n&AMk-t&AOk-\nCaf&AOk-\tSub\nR&-D\nINBOX\n';
+    expect(parseSubscriptions(dovecot)).toEqual(['Été', 'Café/Sub', 'R&D', 'INBOX']);
+    expect(serializeSubscriptions(['Été', 'Café/Sub', 'R&D', 'INBOX'])).toBe(dovecot);
+    // Lines an earlier Pigeonpost wrote in raw UTF-8 are still read, and merge with their mUTF-7 spelling.
+    expect(parseSubscriptions('V\t2\n\nÉté\n&AMk-t&AOk-\nR&D\n')).toEqual(['Été', 'R&D']);
   });
 });
 

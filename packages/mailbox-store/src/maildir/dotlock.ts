@@ -186,12 +186,18 @@ export async function acquireDotlock(lockPath: string, options: DotlockOptions):
   };
 }
 
-/** Write `content` to `target` through its dot-lock file, as Dovecot replaces dovecot-keywords: lock, write the lock file, rename it over the target. */
-export async function writeThroughDotlock(target: string, content: string, options: DotlockOptions, fsync: boolean): Promise<void> {
+/**
+ * Write `content` to `target` through its dot-lock file, as Dovecot replaces dovecot-keywords: lock, write the lock file, rename it over the target.
+ * `growMtime`: the new file's mtime (in whole seconds) is made later than the old one's, as Dovecot's
+ * maildir_keywords_write_fd() does ("mtime must grow every time"): Dovecot re-reads dovecot-keywords only when
+ * its st_mtime (seconds) differs from the one it read last, so a rewrite within the same second would go unseen.
+ */
+export async function writeThroughDotlock(target: string, content: string, options: DotlockOptions, fsync: boolean, growMtime = false): Promise<void> {
   const lockPath = `${target}.lock`;
   const lock = await acquireDotlock(lockPath, options);
   try {
     await writeFile(lockPath, content);
+    if (growMtime) await growMtimeOver(lockPath, target, options.clock);
     if (fsync) {
       const fh = await open(lockPath, 'r+');
       await fh.sync().finally(() => fh.close());
@@ -201,4 +207,20 @@ export async function writeThroughDotlock(target: string, content: string, optio
     await lock.release();
     throw error;
   }
+}
+
+/** Give `path` an mtime later, in whole seconds, than `previous`'s (when `previous` exists): at least the next second. */
+export async function growMtimeOver(path: string, previous: string, clock: Clock): Promise<void> {
+  let oldSec: number;
+  try {
+    oldSec = Math.floor((await stat(previous)).mtimeMs / 1000);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw error;
+  }
+  const st = await stat(path);
+  if (Math.floor(st.mtimeMs / 1000) > oldSec) return;
+  const nowSec = Math.floor(clock.now() / 1000);
+  const mtime = new Date(Math.max(nowSec, oldSec + 1) * 1000);
+  await utimes(path, st.atime, mtime);
 }

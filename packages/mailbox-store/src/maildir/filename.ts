@@ -35,9 +35,12 @@ export interface ParsedFilename {
   readonly virtualSize?: number;
 }
 
+const SIZE_FIELD = { S: /,S=(\d+)(?=,|$)/, W: /,W=(\d+)(?=,|$)/ } as const;
+
 function sizeField(base: string, key: 'S' | 'W'): number | undefined {
   // Dovecot's maildir_filename_get_size(): `,<key>=<digits>` ended by `,`, `:` or the end.
-  const match = new RegExp(`,${key}=(\\d+)(?=,|$)`).exec(base);
+  if (!base.includes(`,${key}=`)) return undefined;
+  const match = SIZE_FIELD[key].exec(base);
   if (!match) return undefined;
   const value = Number(match[1]);
   return Number.isSafeInteger(value) ? value : undefined;
@@ -63,6 +66,10 @@ export function parseFilename(name: string): ParsedFilename {
 
 /** Info letters sorted in ASCII order, duplicates removed (Dovecot writes them so, and so do mutt and Courier). */
 export function sortInfo(letters: string): string {
+  // Fast path: already in strictly ascending order (what every sync sees for files it named itself).
+  let sorted = true;
+  for (let i = 1; i < letters.length && sorted; i++) if (letters.charCodeAt(i) <= letters.charCodeAt(i - 1)) sorted = false;
+  if (sorted) return letters;
   return [...new Set(letters)].sort().join('');
 }
 

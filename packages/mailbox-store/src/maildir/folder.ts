@@ -26,7 +26,7 @@ import type { Dotlock } from './dotlock.js';
 import { curName, LETTER_OF_FLAG, parseFilename, sortInfo, splitInfo, withSizes } from './filename.js';
 import type { UniqueNames } from './filename.js';
 import type { IndexedMessage, IndexRecord } from './index-log.js';
-import { decodeRecords, encodeRecord, IndexState } from './index-log.js';
+import { decodeRecords, encodeRecord, encodeRecordAt, IndexState } from './index-log.js';
 import { KeywordTable, parseKeywordsFile, serializeKeywordsFile } from './keywords.js';
 import { newMailboxGuid, parseUidlist, serializeUidlist, UidlistParseError } from './uidlist.js';
 import type { Uidlist, UidlistRecord } from './uidlist.js';
@@ -35,6 +35,14 @@ export const UIDLIST = 'dovecot-uidlist';
 export const KEYWORDS = 'dovecot-keywords';
 export const INDEX_LOG = 'pigeonpost-index.log';
 export const FOLDER_MARKER = 'maildirfolder';
+/** File renames (flag changes) in flight at once. */
+const RENAMES_IN_FLIGHT = 16;
+/** Message files read at once when indexing new files (a rebuild reads them all). */
+const DESCRIBES_IN_FLIGHT = 8;
+/** Files up to this size are read whole when indexed; larger ones are streamed. */
+const WHOLE_READ_BYTES = 1024 * 1024;
+/** Bytes of the index log read at once when a structure is asked for. */
+const STRUCTURE_READ_AHEAD = 256 * 1024;
 
 export interface FolderContext {
   readonly clock: Clock;
@@ -84,6 +92,15 @@ export async function makeFolderDirs(path: string, subfolder: boolean): Promise<
   if (subfolder) await writeFile(join(path, FOLDER_MARKER), '', { flag: 'a' });
 }
 
+type PendingTmp = { tmpPath: string; base: string; bytes: number; size: number; structure: MessageStructure };
+interface PendingCommit {
+  readonly tmp: PendingTmp;
+  readonly flags: readonly string[];
+  readonly internalDate: number;
+  resolve(message: FolderMessage): void;
+  reject(error: unknown): void;
+}
+
 export class Folder {
   readonly path: string;
   name: string;
@@ -97,6 +114,10 @@ export class Folder {
   /** UID → current file. */
   readonly files = new Map<number, { dir: 'cur' | 'new'; name: string }>();
   #view: FolderMessage[] = [];
+  #viewByUid = new Map<number, FolderMessage>();
+  #viewKeywords = '';
+  #structureWindow: { ino: number; start: number; buf: Buffer } | undefined;
+  readonly #pendingCommits: PendingCommit[] = [];
 
   constructor(path: string, name: string, ctx: FolderContext) {
     this.path = path;
@@ -206,6 +227,7 @@ export class Folder {
       serializeKeywordsFile(this.keywords.slots),
       { clock: this.#ctx.clock, staleTimeoutMs: this.#ctx.lockStaleTimeoutMs, timeoutMs: this.#ctx.lockTimeoutMs },
       this.#ctx.fsync,
+      true,
     );
   }
 
@@ -241,11 +263,14 @@ export class Folder {
       if (st.size === this.#indexOffset) return this.index.uidValidity !== 0;
       const buf = Buffer.alloc(st.size - this.#indexOffset);
       await fh.read(buf, 0, buf.length, this.#indexOffset);
-      const decoded = decodeRecords(buf);
-      for (const r of decoded.records) {
-        if (this.#indexOffset === 0 && this.index.records === 0 && r.t !== 'H') return false;
-        this.index.apply(r);
-      }
+      // Structures stay in the file (read when asked for): a 100k-message folder holds no MIME trees in memory.
+      const decoded = decodeRecords(buf, { lazyStructures: true });
+      const start = this.#indexOffset;
+      decoded.records.forEach((r, k) => {
+        const at = decoded.structures?.[k];
+        this.index.apply(r, at === undefined ? undefined : [start + at[0], at[1]]);
+      });
+      if (start === 0 && decoded.records.length > 0 && decoded.records[0]!.t !== 'H') return false;
       this.#indexOffset += decoded.consumed;
       if (decoded.stop === 'corrupt') return false;
       if (decoded.stop === 'partial') {
@@ -260,7 +285,8 @@ export class Folder {
 
   async #appendIndex(records: readonly IndexRecord[]): Promise<void> {
     if (records.length === 0) return;
-    const data = Buffer.concat(records.map(encodeRecord));
+    const encoded = records.map(encodeRecordAt);
+    const data = Buffer.concat(encoded.map((e) => e.data));
     const path = join(this.path, INDEX_LOG);
     const fh = await open(path, 'a', 0o600);
     try {
@@ -271,8 +297,13 @@ export class Folder {
     } finally {
       await fh.close();
     }
+    let at = this.#indexOffset;
+    records.forEach((r, k) => {
+      const e = encoded[k]!;
+      this.index.apply(r, e.structure === undefined ? undefined : [at + e.structure[0], e.structure[1]]);
+      at += e.data.length;
+    });
     this.#indexOffset += data.length;
-    for (const r of records) this.index.apply(r);
     this.#ctx.onRecords(this, records);
   }
 
@@ -378,19 +409,33 @@ export class Folder {
     let modSeq = this.index.highestModSeq;
     let addModSeq = 0;
     const nextModSeq = (): number => ++modSeq;
+    const describe: { uid: number; file: { dir: 'cur' | 'new'; name: string }; info: string }[] = [];
     for (const r of records) {
       present.add(r.uid);
       const file = this.files.get(r.uid)!;
       const info = sortInfo(parseFilename(file.name).info);
       const indexed = this.index.messages.get(r.uid);
+      // One copy of each base name in memory (the uidlist's), not one per structure holding it.
+      if (indexed !== undefined && indexed.base === r.base) indexed.base = r.base;
       if (indexed === undefined) {
         if (addModSeq === 0) addModSeq = nextModSeq();
-        adds.push(await this.#describeFile(r.uid, file, info, addModSeq));
+        describe.push({ uid: r.uid, file, info });
       } else if (indexed.info !== info) {
         flagUids.push(r.uid);
         flagInfos.push(info);
       }
     }
+    // New files (all of them on a rebuild) are read several at a time, and kept in UID order.
+    let nextDescribe = 0;
+    adds.length = describe.length;
+    const describer = async (): Promise<void> => {
+      while (nextDescribe < describe.length) {
+        const k = nextDescribe++;
+        const d = describe[k]!;
+        adds[k] = await this.#describeFile(d.uid, d.file, d.info, addModSeq);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(DESCRIBES_IN_FLIGHT, describe.length) }, describer));
     const out: IndexRecord[] = [...adds];
     if (flagUids.length > 0) out.push({ t: 'F', u: flagUids, m: nextModSeq(), i: flagInfos, w: ctx.writerId });
     const gone = [...this.index.messages.keys()].filter((uid) => !present.has(uid)).sort((a, b) => a - b);
@@ -402,8 +447,34 @@ export class Folder {
 
   async #describeFile(uid: number, file: { dir: 'cur' | 'new'; name: string }, info: string, modSeq: number): Promise<IndexRecord> {
     const path = join(this.path, file.dir, file.name);
-    const st = await stat(path);
     const parsed = parseFilename(file.name);
+    // A small file (most mail): one open, fstat, read, close, instead of a stream and its 64 KiB buffer.
+    const fh = await open(path, 'r');
+    let whole: Buffer | undefined;
+    let mtimeMs: number;
+    try {
+      const fst = await fh.stat();
+      mtimeMs = fst.mtimeMs;
+      if (fst.size <= WHOLE_READ_BYTES) {
+        const buf = Buffer.allocUnsafe(fst.size);
+        let got = 0;
+        while (got < buf.length) {
+          const { bytesRead } = await fh.read(buf, got, buf.length - got, got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+        }
+        whole = buf.subarray(0, got);
+      }
+    } finally {
+      await fh.close();
+    }
+    if (whole !== undefined) {
+      const counter = new MessageSizeCounter();
+      counter.push(whole);
+      const structure = await computeStructure(whole);
+      return { t: 'A', u: uid, m: modSeq, i: info, s: parsed.virtualSize ?? counter.sizes.size, d: Math.floor(mtimeMs), b: parsed.base, st: structure, w: this.#ctx.writerId };
+    }
+    const st = { mtimeMs };
     const counter = new MessageSizeCounter();
     async function* tee(): AsyncGenerator<Uint8Array> {
       for await (const chunk of createReadStream(path)) {
@@ -418,9 +489,53 @@ export class Folder {
   async #maybeCompact(): Promise<void> {
     const live = 1 + this.index.messages.size + this.index.expunged.length;
     if (this.index.records < 256 || this.index.records < live * 2) return;
+    // The structures held only in the log come back for the rewrite, then go again.
+    const old = await readFile(join(this.path, INDEX_LOG));
+    for (const m of this.index.messages.values()) {
+      if (m.structure === undefined && m.structureAt !== undefined) m.structure = this.#structureFrom(old, m.structureAt);
+    }
     const records = this.index.snapshot();
     await this.#rewriteIndex(records);
-    this.index.records = records.length;
+    this.index.reset();
+    this.#indexOffset = 0;
+    this.#indexIno = -1;
+    this.#structureWindow = undefined;
+    await this.#refreshIndex();
+  }
+
+  #structureFrom(buf: Buffer, at: readonly [number, number]): MessageStructure | undefined {
+    if (at[0] + at[1] > buf.length) return undefined;
+    try {
+      return JSON.parse(buf.toString('utf8', at[0], at[0] + at[1])) as MessageStructure;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** A structure left in the index log; undefined when the log was replaced meanwhile (then it is recomputed). */
+  async #loadStructure(at: readonly [number, number]): Promise<MessageStructure | undefined> {
+    const w = this.#structureWindow;
+    if (w !== undefined && w.ino === this.#indexIno && at[0] >= w.start && at[0] + at[1] <= w.start + w.buf.length) {
+      return this.#structureFrom(w.buf.subarray(at[0] - w.start), [0, at[1]]);
+    }
+    let fh;
+    try {
+      fh = await open(join(this.path, INDEX_LOG), 'r');
+    } catch (error) {
+      if (errno(error) === 'ENOENT') return undefined;
+      throw error;
+    }
+    try {
+      const st = await fh.stat();
+      if (st.ino !== this.#indexIno) return undefined;
+      // Read ahead: FETCH BODYSTRUCTURE of a range asks for neighbours, which sit next to each other in the log.
+      const buf = Buffer.allocUnsafe(Math.max(0, Math.min(Math.max(at[1], STRUCTURE_READ_AHEAD), st.size - at[0], this.#indexOffset - at[0])));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, at[0]);
+      this.#structureWindow = { ino: st.ino, start: at[0], buf: buf.subarray(0, bytesRead) };
+      return this.#structureFrom(buf.subarray(0, bytesRead), [0, at[1]]);
+    } finally {
+      await fh.close();
+    }
   }
 
   flagsOf(info: string): string[] {
@@ -460,12 +575,37 @@ export class Folder {
   }
 
   #rebuildView(): void {
+    // A message whose index entry, file and keyword table are as they were keeps its
+    // FolderMessage (no new flags array, no new EMAILID hash): a sync of an unchanged
+    // 100k-message folder then allocates next to nothing.
+    const keywords = this.keywords.slots.join('\n');
+    const previous = keywords === this.#viewKeywords ? this.#viewByUid : new Map<number, FolderMessage>();
+    const byUid = new Map<number, FolderMessage>();
     const view: FolderMessage[] = [];
-    for (const uid of [...this.files.keys()].sort((a, b) => a - b)) {
+    let uids: Iterable<number> = this.files.keys();
+    let last = 0;
+    for (const uid of this.files.keys()) {
+      if (uid < last) {
+        uids = [...this.files.keys()].sort((a, b) => a - b);
+        break;
+      }
+      last = uid;
+    }
+    for (const uid of uids) {
       const m = this.index.messages.get(uid);
-      if (m !== undefined) view.push(this.#meta(m));
+      if (m === undefined) continue;
+      const file = this.files.get(uid)!;
+      const old = previous.get(uid);
+      const meta =
+        old !== undefined && old.modSeq === m.modSeq && old.info === m.info && old.file === file.name && old.dir === file.dir && old.base === m.base && old.size === m.size && old.internalDate === m.internalDate
+          ? old
+          : this.#meta(m);
+      view.push(meta);
+      byUid.set(uid, meta);
     }
     this.#view = view;
+    this.#viewByUid = byUid;
+    this.#viewKeywords = keywords;
   }
 
   /** The structure cached in the index (computed now if it is missing). */
@@ -473,6 +613,10 @@ export class Folder {
     const m = this.index.messages.get(uid);
     if (m === undefined) throw new StoreError('ERR_STORE_NO_SUCH_MESSAGE', `message ${uid} has been expunged`);
     if (m.structure !== undefined) return m.structure;
+    if (m.structureAt !== undefined) {
+      const stored = await this.#loadStructure(m.structureAt);
+      if (stored !== undefined) return stored;
+    }
     const s = await computeStructure(this.readFile(uid));
     m.structure = s;
     return s;
@@ -571,6 +715,65 @@ export class Folder {
     return this.#register(base, { dir, name }, info, tmp.size, internalDate, tmp.structure);
   }
 
+  /**
+   * Group commit: `commitTmp` for deliveries that arrive while another commit
+   * of this folder holds the lock. Everything waiting when the lock is taken is
+   * committed together — links, one fsync per directory, one uidlist write, one
+   * index append — with the same durability as one by one: each promise
+   * resolves only after all of it is on disk. A failure rejects the whole batch.
+   */
+  commitQueued(tmp: PendingTmp, flags: readonly string[], internalDate: number): Promise<FolderMessage> {
+    return new Promise<FolderMessage>((resolve, reject) => {
+      this.#pendingCommits.push({ tmp, flags, internalDate, resolve, reject });
+      if (this.#pendingCommits.length === 1) this.#scheduleCommit();
+    });
+  }
+
+  #scheduleCommit(): void {
+    const run = this.locked(async () => {
+      const batch = this.#pendingCommits.splice(0);
+      try {
+        const done = await this.#commitBatch(batch);
+        batch.forEach((b, k) => b.resolve(done[k]!));
+      } catch (error) {
+        for (const b of batch) b.reject(error);
+      }
+    });
+    run.catch((error: unknown) => {
+      // The lock or the sync failed before the batch was taken.
+      for (const b of this.#pendingCommits.splice(0)) b.reject(error);
+    });
+  }
+
+  async #commitBatch(batch: readonly PendingCommit[]): Promise<FolderMessage[]> {
+    if (batch.length === 0) return [];
+    const files: { base: string; dir: 'cur' | 'new'; name: string; info: string; tmp: PendingTmp; internalDate: number }[] = [];
+    const dirs = new Set<'cur' | 'new'>();
+    for (const b of batch) {
+      const canonical = await this.registerKeywords(b.flags);
+      const info = this.infoOf(canonical);
+      const base = withSizes(b.tmp.base, b.tmp.bytes, b.tmp.size);
+      const dir: 'cur' | 'new' = info === '' && canonical.length === 0 ? 'new' : 'cur';
+      const name = dir === 'new' ? base : curName(base, info);
+      await link(b.tmp.tmpPath, join(this.path, dir, name));
+      dirs.add(dir);
+      files.push({ base, dir, name, info, tmp: b.tmp, internalDate: b.internalDate });
+    }
+    if (this.#ctx.fsync) for (const dir of dirs) await fsyncPath(join(this.path, dir));
+    for (const f of files) await unlink(f.tmp.tmpPath).catch(() => undefined);
+    const list = this.uidlist!;
+    const first = list.nextUid;
+    await this.#writeUidlist({ ...list, nextUid: first + files.length, records: [...list.records, ...files.map((f, k) => ({ uid: first + k, extensions: [], base: f.base }))] });
+    let modSeq = this.index.highestModSeq;
+    const records: IndexRecord[] = files.map((f, k) => {
+      this.files.set(first + k, { dir: f.dir, name: f.name });
+      return { t: 'A', u: first + k, m: ++modSeq, i: f.info, s: f.tmp.size, d: f.internalDate, b: f.base, st: f.tmp.structure, w: this.#ctx.writerId };
+    });
+    await this.#appendIndex(records);
+    this.#rebuildView();
+    return files.map((_, k) => this.#viewByUid.get(first + k) ?? this.#meta(this.index.messages.get(first + k)!));
+  }
+
   async #register(base: string, file: { dir: 'cur' | 'new'; name: string }, info: string, size: number, internalDate: number, structure: MessageStructure | undefined): Promise<FolderMessage> {
     const list = this.uidlist!;
     const uid = list.nextUid;
@@ -579,21 +782,25 @@ export class Folder {
     const record: IndexRecord = { t: 'A', u: uid, m: this.index.highestModSeq + 1, i: info, s: size, d: internalDate, b: base, ...(structure ? { st: structure } : {}), w: this.#ctx.writerId };
     await this.#appendIndex([record]);
     this.#rebuildView();
-    return this.#meta(this.index.messages.get(uid)!);
+    return this.#viewByUid.get(uid) ?? this.#meta(this.index.messages.get(uid)!);
   }
 
   /** Change flags (files renamed atomically). Returns the messages changed. */
   async applyFlags(updates: readonly { uid: number; flags: readonly string[] }[]): Promise<FolderMessage[]> {
     const all = updates.flatMap((u) => u.flags);
     await this.registerKeywords(all);
-    const uids: number[] = [];
-    const infos: string[] = [];
-    for (const u of updates) {
+    // The renames are independent: several in flight (the thread pool runs them in parallel).
+    // A UID given twice is renamed once, with its last flags.
+    const lastOf = new Map<number, number>();
+    updates.forEach((u, k) => lastOf.set(u.uid, k));
+    const changed: (string | undefined)[] = new Array<string | undefined>(updates.length);
+    const one = async (u: { uid: number; flags: readonly string[] }, k: number): Promise<void> => {
       const m = this.index.messages.get(u.uid);
       let file = this.files.get(u.uid);
-      if (m === undefined || file === undefined) continue;
-      const info = this.infoOf(this.canonical(u.flags), parseFilename(file.name).info);
-      const target = curName(parseFilename(file.name).base, info);
+      if (m === undefined || file === undefined || lastOf.get(u.uid) !== k) return;
+      const parsed = parseFilename(file.name);
+      const info = this.infoOf(this.canonical(u.flags), parsed.info);
+      const target = curName(parsed.base, info);
       for (let attempt = 0; ; attempt++) {
         try {
           if (file.dir !== 'cur' || file.name !== target) await rename(join(this.path, file.dir, file.name), join(this.path, 'cur', target));
@@ -604,16 +811,36 @@ export class Folder {
           if (file === undefined) break;
         }
       }
-      if (file === undefined) continue;
+      if (file === undefined) return;
       this.files.set(u.uid, { dir: 'cur', name: target });
-      if (m.info !== info) {
+      if (m.info !== info) changed[k] = info;
+    };
+    let next = 0;
+    let failed = false;
+    const worker = async (): Promise<void> => {
+      while (!failed && next < updates.length) {
+        const k = next++;
+        try {
+          await one(updates[k]!, k);
+        } catch (error) {
+          failed = true;
+          throw error;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(RENAMES_IN_FLIGHT, updates.length) }, worker));
+    const uids: number[] = [];
+    const infos: string[] = [];
+    updates.forEach((u, k) => {
+      const info = changed[k];
+      if (info !== undefined) {
         uids.push(u.uid);
         infos.push(info);
       }
-    }
+    });
     if (uids.length > 0) await this.#appendIndex([{ t: 'F', u: uids, m: this.index.highestModSeq + 1, i: infos, w: this.#ctx.writerId }]);
     this.#rebuildView();
-    return uids.map((uid) => this.#meta(this.index.messages.get(uid)!));
+    return uids.map((uid) => this.#viewByUid.get(uid) ?? this.#meta(this.index.messages.get(uid)!));
   }
 
   /** Unlink the files of `uids` and log the expunge. Returns the UIDs removed. */
@@ -687,7 +914,7 @@ export class Folder {
       }
     }
     if (this.#ctx.fsync) await fsyncPath(join(this.path, 'cur'));
-    const structure = source.index.messages.get(message.uid)?.structure;
+    const structure = await source.structure(message.uid).catch(() => undefined);
     return this.#register(base, { dir: 'cur', name }, info, message.size, message.internalDate, structure);
   }
 

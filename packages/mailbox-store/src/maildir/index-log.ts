@@ -63,6 +63,8 @@ export interface IndexedMessage {
   internalDate: number;
   base: string;
   structure: MessageStructure | undefined;
+  /** Where the structure's JSON is in the index log (`[offset, length]`), when it is not held in memory. */
+  structureAt?: readonly [number, number] | undefined;
 }
 
 const CRC_TABLE = (() => {
@@ -82,12 +84,37 @@ export function crc32(data: Uint8Array): number {
 }
 
 export function encodeRecord(record: IndexRecord): Buffer {
-  const json = Buffer.from(JSON.stringify(record), 'utf8');
-  return Buffer.concat([Buffer.from(`${crc32(json).toString(16).padStart(8, '0')} `, 'latin1'), json, Buffer.from('\n')]);
+  return encodeRecordAt(record).data;
+}
+
+const ST_KEY = Buffer.from(',"st":', 'latin1');
+
+/**
+ * Encode a record, and say where its structure's JSON is in the bytes. The
+ * structure is written last in an add record (`...,"st":{...}}`), so a reader
+ * can find it without parsing it and load it only when asked (see
+ * `decodeRecords`' `lazyStructures`). Readers that parse whole lines see the same record.
+ */
+export function encodeRecordAt(record: IndexRecord): { data: Buffer; structure?: readonly [number, number] } {
+  let text: string;
+  if (record.t === 'A' && record.st !== undefined) {
+    const { st, ...rest } = record;
+    text = JSON.stringify({ ...rest, st });
+  } else text = JSON.stringify(record);
+  const json = Buffer.from(text, 'utf8');
+  const data = Buffer.concat([Buffer.from(`${crc32(json).toString(16).padStart(8, '0')} `, 'latin1'), json, Buffer.from('\n')]);
+  if (record.t !== 'A' || record.st === undefined) return { data };
+  const at = json.indexOf(ST_KEY);
+  return { data, structure: [9 + at + ST_KEY.length, json.length - 1 - (at + ST_KEY.length)] };
 }
 
 export interface DecodeResult {
   readonly records: IndexRecord[];
+  /**
+   * With `lazyStructures`: per record, where its structure's JSON is, as
+   * `[offset in data, length]`, when it was left out of the record.
+   */
+  readonly structures?: (readonly [number, number] | undefined)[];
   /** Bytes of `data` consumed by whole, valid records. */
   readonly consumed: number;
   /** Why decoding stopped before the end: 'partial' (an unfinished last line) or 'corrupt' (a complete line that fails). */
@@ -96,8 +123,9 @@ export interface DecodeResult {
 
 const NL = 0x0a;
 
-export function decodeRecords(data: Buffer): DecodeResult {
+export function decodeRecords(data: Buffer, options: { readonly lazyStructures?: boolean } = {}): DecodeResult {
   const records: IndexRecord[] = [];
+  const structures: (readonly [number, number] | undefined)[] | undefined = options.lazyStructures === true ? [] : undefined;
   let offset = 0;
   while (offset < data.length) {
     const nl = data.indexOf(NL, offset);
@@ -108,15 +136,32 @@ export function decodeRecords(data: Buffer): DecodeResult {
     const json = line.subarray(9);
     if (!Number.isFinite(sum) || crc32(json) !== sum) return { records, consumed: offset, stop: 'corrupt' };
     let record: IndexRecord;
+    let structure: readonly [number, number] | undefined;
     try {
-      record = JSON.parse(json.toString('utf8')) as IndexRecord;
+      // An add record with its structure last (`...,"st":{...}}`): parse it without the
+      // structure and note where that is. The first `,"st":` is the key: the fields before
+      // it are numbers and strings, where a `"` is always escaped.
+      const at = structures !== undefined && json.length > 2 && json[json.length - 2] === 0x7d ? json.indexOf(ST_KEY) : -1;
+      let head: IndexRecord | undefined;
+      if (at > 0) {
+        try {
+          head = JSON.parse(`${json.toString('utf8', 0, at)}}`) as IndexRecord;
+        } catch {
+          head = undefined;
+        }
+      }
+      if (head !== undefined && head.t === 'A') {
+        record = head;
+        structure = [offset + 9 + at + ST_KEY.length, json.length - 1 - (at + ST_KEY.length)];
+      } else record = JSON.parse(json.toString('utf8')) as IndexRecord;
     } catch {
-      return { records, consumed: offset, stop: 'corrupt' };
+      return { records, consumed: offset, stop: 'corrupt', ...(structures ? { structures } : {}) };
     }
     records.push(record);
+    structures?.push(structure);
     offset = nl + 1;
   }
-  return { records, consumed: offset, stop: 'end' };
+  return { records, consumed: offset, stop: 'end', ...(structures ? { structures } : {}) };
 }
 
 /** The folder's index, as records are applied to it. */
@@ -138,7 +183,8 @@ export class IndexState {
     this.records = 0;
   }
 
-  apply(record: IndexRecord): void {
+  /** `structureAt`: the structure stays in the log, at that place, instead of in memory. */
+  apply(record: IndexRecord, structureAt?: readonly [number, number]): void {
     this.records++;
     switch (record.t) {
       case 'H':
@@ -154,7 +200,8 @@ export class IndexState {
           size: record.s,
           internalDate: record.d,
           base: record.b,
-          structure: record.st,
+          structure: structureAt === undefined ? record.st : undefined,
+          structureAt,
         });
         this.highestModSeq = Math.max(this.highestModSeq, record.m);
         break;

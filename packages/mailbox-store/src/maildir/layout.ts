@@ -90,21 +90,37 @@ export function tabUnescape(text: string): string {
 
 const SUBSCRIPTIONS_V2 = 'V\t2\n\n';
 
-/** Parse Dovecot's `subscriptions` file (v2: levels joined by TAB; v1: one name per line with '.' as separator). */
-export function parseSubscriptions(text: string): string[] {
-  if (text.startsWith(SUBSCRIPTIONS_V2)) {
-    return text
-      .slice(SUBSCRIPTIONS_V2.length)
-      .split('\n')
-      .filter((l) => l !== '')
-      .map((l) => l.split('\t').map(tabUnescape).join(HIERARCHY_DELIMITER));
+/**
+ * One level of a subscribed name as Dovecot 2.3 stores it: in modified UTF-7,
+ * like the folder names on disk (verified against Dovecot 2.3.19: `SUBSCRIBE
+ * "&AMk-t&AOk-"` writes the line `&AMk-t&AOk-`, not `Été`, and Dovecot does not
+ * list a raw UTF-8 line as the mailbox). Reading also accepts a level that is
+ * not valid modified UTF-7 (raw UTF-8, as Pigeonpost wrote before) as it is.
+ */
+function subscriptionLevel(level: string): string {
+  try {
+    return decodeMutf7(level).normalize('NFC');
+  } catch {
+    return level.normalize('NFC');
   }
-  return text
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => l.split('.').join(HIERARCHY_DELIMITER));
 }
 
+/** Parse Dovecot's `subscriptions` file (v2: levels joined by TAB; v1: one name per line with '.' as separator), levels in modified UTF-7. */
+export function parseSubscriptions(text: string): string[] {
+  const names = text.startsWith(SUBSCRIPTIONS_V2)
+    ? text
+        .slice(SUBSCRIPTIONS_V2.length)
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => l.split('\t').map((level) => subscriptionLevel(tabUnescape(level))))
+    : text
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => l.split('.').map(subscriptionLevel));
+  return [...new Set(names.map((levels) => levels.join(HIERARCHY_DELIMITER)))];
+}
+
+/** Dovecot's v2 `subscriptions` file: each level in modified UTF-7, TAB-escaped, joined by TAB. */
 export function serializeSubscriptions(names: readonly string[]): string {
-  return SUBSCRIPTIONS_V2 + names.map((n) => n.split(HIERARCHY_DELIMITER).map(tabEscape).join('\t') + '\n').join('');
+  return SUBSCRIPTIONS_V2 + names.map((n) => n.split(HIERARCHY_DELIMITER).map((level) => tabEscape(encodeMutf7(level))).join('\t') + '\n').join('');
 }

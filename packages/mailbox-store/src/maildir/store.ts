@@ -555,7 +555,9 @@ class MaildirUser implements UserMailStore {
     const quota = await this.#quotaLimits();
     const tmp = await f.writeTmp(body, internalDate);
     try {
-      const m = await f.locked(async () => {
+      // Without a quota, concurrent deliveries to one folder share a commit (one lock, one fsync each).
+      const unlimited = quota.storage === undefined && quota.messages === undefined;
+      const m = unlimited ? await f.commitQueued(tmp, flags, internalDate) : await f.locked(async () => {
         if (quota.storage !== undefined || quota.messages !== undefined) {
           const usage = await this.#usage();
           if (quota.messages !== undefined && usage.messages + 1 > quota.messages) throw new StoreError('ERR_STORE_OVER_QUOTA', 'message count quota exceeded');

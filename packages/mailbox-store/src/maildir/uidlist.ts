@@ -41,6 +41,8 @@ export class UidlistParseError extends Error {
 }
 
 const MAX_UID = 0xffffffff;
+/** Shared by every record without extensions (most of them): one array, not 100k. */
+const NO_EXTENSIONS: readonly string[] = Object.freeze([]);
 
 export function newMailboxGuid(): string {
   return randomBytes(16).toString('hex');
@@ -120,7 +122,7 @@ export function parseUidlist(text: string): Uidlist {
     // A v1/v2 writer may have kept the info part; records are by base name.
     const colon = base.indexOf(':');
     if (colon >= 0) base = base.slice(0, colon);
-    const record: UidlistRecord = { uid, extensions, base };
+    const record: UidlistRecord = { uid, extensions: extensions.length === 0 ? NO_EXTENSIONS : extensions, base };
     const old = byBase.get(base);
     if (old !== undefined && old.uid !== uid) byUid.delete(old.uid); // Dovecot: duplicate file entry, the later UID wins
     byBase.set(base, record);

@@ -1,0 +1,772 @@
+/**
+ * The SMTP/LMTP client: greeting, EHLO (HELO fallback), STARTTLS, AUTH, and
+ * mail transactions with PIPELINING, CHUNKING, SMTPUTF8, 8BITMIME, DSN and
+ * SIZE, over any `ClientTransport`. No sockets and no clock of its own: the
+ * Node adapter (`SmtpClient.connect`) gives it a socket transport and
+ * `systemClock`; tests give it a scripted transport and a `VirtualClock`.
+ */
+import { createSaslClient, PigeonpostError, silentLogger } from '@pigeonpost/wire';
+import type { ChannelBinding, Clock, Logger, SaslClientCredentials, SaslMechanismName, Secret } from '@pigeonpost/wire';
+import { SmtpClientError } from '../errors.js';
+import type { SmtpErrorCode } from '../errors.js';
+import type { SmtpClientLimits } from '../limits.js';
+import { resolveSmtpClientLimits } from '../limits.js';
+import type { EsmtpParams } from '../codec/command-encoder.js';
+import { encodeCommand, encodeOrcpt, encodeXtext, isAscii } from '../codec/command-encoder.js';
+import type { SmtpCapabilities, SmtpReply } from '../codec/reply-parser.js';
+import type { ClientCommand } from '../codec/command-encoder.js';
+import { SmtpClientSession } from './session.js';
+import type { ReplyTo } from './session.js';
+import type { MessageBody } from './body.js';
+import { bodyChunks, bodyHas8Bit, CrlfNormalizer, knownBodySize } from './body.js';
+
+/** What the client needs from a connection: bytes both ways, TLS upgrade, close. */
+export interface ClientTransport {
+  /** The next bytes from the server; `null` at end of stream. Only one read is pending at a time. */
+  read(): Promise<Uint8Array | null>;
+  /** Send bytes; resolves when more may be written (back-pressure). */
+  write(chunk: Uint8Array): Promise<void>;
+  /** True when the connection already uses TLS. */
+  readonly secure: boolean;
+  /**
+   * Upgrade to TLS after the server's 220 to STARTTLS. `discardedBytes` is
+   * what the client's parser dropped; the transport drops what it still
+   * holds too, and never delivers plaintext read before the handshake.
+   */
+  startTls?(discardedBytes: number): Promise<{ readonly discardedBytes: number; readonly channelBinding?: ChannelBinding }>;
+  /** TLS channel-binding data for SCRAM -PLUS, when the connection is TLS. */
+  channelBinding?(): ChannelBinding | undefined;
+  /** Close gracefully (FIN after pending writes). */
+  end(): Promise<void>;
+  /** Close now. */
+  destroy(error?: Error): void;
+}
+
+/** How to use TLS: `implicit` (port 465), `starttls` (required), `opportunistic` (if offered), `none`. */
+export type SmtpSecureMode = 'implicit' | 'starttls' | 'opportunistic' | 'none';
+
+export interface SmtpAuthOptions {
+  readonly username?: string;
+  readonly password?: Secret<string>;
+  /** OAuth 2.0 access token, for XOAUTH2 / OAUTHBEARER. */
+  readonly token?: Secret<string>;
+  readonly authzid?: string;
+  /** Use this mechanism, and fail if the server does not offer it. Default: the strongest both sides have. */
+  readonly mechanism?: SaslMechanismName;
+  /** Allow PLAIN, LOGIN, XOAUTH2 and OAUTHBEARER without TLS (e.g. on loopback in tests). Default false. */
+  readonly allowPlaintextAuth?: boolean;
+}
+
+export interface SmtpClientConnectionOptions {
+  /** The client's name in EHLO/HELO/LHLO: a host name or an address literal. Default `'localhost'`. */
+  readonly name?: string;
+  /** LMTP (RFC 2033) instead of SMTP. */
+  readonly lmtp?: boolean;
+  /** Default `'none'` here; the transport says whether it is already TLS. */
+  readonly secure?: SmtpSecureMode;
+  readonly auth?: SmtpAuthOptions;
+  /** Use BDAT when the server offers CHUNKING (RFC 3030). Default true. */
+  readonly chunking?: boolean;
+  /** Group commands when the server offers PIPELINING (RFC 2920). Default true. */
+  readonly pipelining?: boolean;
+  /** Accept bare LF as a reply line ending (sloppy servers). Default false. */
+  readonly allowBareLf?: boolean;
+  readonly limits?: Partial<SmtpClientLimits>;
+  readonly clock: Clock;
+  readonly signal?: AbortSignal;
+  readonly logger?: Logger;
+  /** Host and port the client connected to (OAUTHBEARER sends them; logs). */
+  readonly host?: string;
+  readonly port?: number;
+}
+
+/** RFC 3461 DSN options of a message. Sent only when the server offers DSN. */
+export interface DsnOptions {
+  /** RET: return the full message or only its headers in a failure DSN. */
+  readonly ret?: 'FULL' | 'HDRS';
+  /** ENVID: an envelope identifier of up to 100 characters (sent as xtext). */
+  readonly envid?: string;
+  /** NOTIFY for every recipient that does not set its own. */
+  readonly notify?: 'NEVER' | readonly ('SUCCESS' | 'FAILURE' | 'DELAY')[];
+  /** Send ORCPT (the original recipient) for every recipient. Default true when DSN is used. */
+  readonly orcpt?: boolean;
+}
+
+export interface RecipientOptions {
+  readonly address: string;
+  readonly notify?: 'NEVER' | readonly ('SUCCESS' | 'FAILURE' | 'DELAY')[];
+  /** ORCPT address; default the address itself. */
+  readonly orcpt?: string;
+}
+
+export interface Envelope {
+  /** Reverse path; `''` for the null sender `<>` of bounces. */
+  readonly from: string;
+  readonly to: readonly (string | RecipientOptions)[];
+  readonly dsn?: DsnOptions;
+  /** The message size for SIZE (RFC 1870). Default: the length of an in-memory body. */
+  readonly size?: number;
+  /** BODY type (RFC 6152). Default: 8BITMIME when an in-memory body has 8-bit bytes, or a stream goes to a server with 8BITMIME. */
+  readonly bodyType?: '7BIT' | '8BITMIME';
+  /** Ask for SMTPUTF8 (RFC 6531) even with ASCII addresses, e.g. for UTF-8 headers. Default: when an address is non-ASCII. */
+  readonly smtputf8?: boolean;
+}
+
+export interface RecipientResult {
+  readonly address: string;
+  /** True when the server took the message for this recipient. */
+  readonly accepted: boolean;
+  /** The reply to RCPT. */
+  readonly rcptReply: SmtpReply;
+  /** LMTP: this recipient's reply after the data (RFC 2033 §4.2). */
+  readonly dataReply?: SmtpReply;
+}
+
+export interface SendResult {
+  /** Recipients the message was accepted for. */
+  readonly accepted: readonly string[];
+  /** Recipients refused at RCPT (or, in LMTP, after the data). */
+  readonly rejected: readonly string[];
+  readonly recipients: readonly RecipientResult[];
+  /** The final reply (the last one in LMTP). */
+  readonly reply: SmtpReply;
+  readonly transfer: 'DATA' | 'BDAT';
+  readonly pipelined: boolean;
+  /** DSN parameters were sent (the server offers DSN and the envelope asked). */
+  readonly dsn: boolean;
+  readonly smtputf8: boolean;
+}
+
+/** Mechanisms in the order of preference when the caller names none (strongest first). */
+const PASSWORD_MECHANISMS: readonly SaslMechanismName[] = [
+  'SCRAM-SHA-256-PLUS',
+  'SCRAM-SHA-256',
+  'SCRAM-SHA-1-PLUS',
+  'SCRAM-SHA-1',
+  'CRAM-MD5',
+  'PLAIN',
+  'LOGIN',
+];
+const TOKEN_MECHANISMS: readonly SaslMechanismName[] = ['OAUTHBEARER', 'XOAUTH2'];
+/** Mechanisms that put the password or token on the wire as it is. */
+const CLEARTEXT_MECHANISMS: ReadonlySet<string> = new Set(['PLAIN', 'LOGIN', 'XOAUTH2', 'OAUTHBEARER']);
+
+/** Errors after which the session is still in step with the server. */
+function keepsConnection(err: unknown): boolean {
+  if (!SmtpClientError.isInstance(err)) return false;
+  switch (err.code) {
+    case 'ERR_SMTP_CLIENT_UTF8_UNSUPPORTED':
+    case 'ERR_SMTP_CLIENT_INVALID_ARGUMENT':
+    case 'ERR_SMTP_CLIENT_SIZE_EXCEEDED':
+    case 'ERR_SMTP_CLIENT_AUTH_INSECURE':
+    case 'ERR_SMTP_CLIENT_AUTH_UNAVAILABLE':
+    case 'ERR_SMTP_CLIENT_STARTTLS_UNAVAILABLE':
+      return true;
+    case 'ERR_SMTP_CLIENT_MALFORMED_REPLY':
+      return false;
+    default:
+      return err.side === 'remote' && err.serverReply !== undefined;
+  }
+}
+
+function isOk(reply: SmtpReply): boolean {
+  return reply.code >= 200 && reply.code < 300;
+}
+
+function replyError(code: SmtpErrorCode, what: string, reply: SmtpReply, recipients?: readonly RecipientResult[]): SmtpClientError {
+  const text = reply.lines.join(' ');
+  return new SmtpClientError(code, `${what}: ${reply.code}${reply.enhanced === undefined ? '' : ` ${reply.enhanced}`} ${text}`.trim(), {
+    side: 'remote',
+    serverReply: reply,
+    ...(recipients === undefined ? {} : { recipients }),
+  });
+}
+
+export class SmtpClientConnection implements AsyncDisposable {
+  readonly #transport: ClientTransport;
+  readonly #session: SmtpClientSession;
+  readonly #limits: SmtpClientLimits;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #options: SmtpClientConnectionOptions;
+  readonly #name: string;
+  /** Operations run one at a time: each waits for the previous one. */
+  #queue: Promise<unknown> = Promise.resolve();
+  /** Set once the connection cannot be used any more. */
+  #failure: Error | undefined;
+  #closed = false;
+  #transactions = 0;
+  #authenticated: SaslMechanismName | undefined;
+  #discardedAfterStartTls = 0;
+
+  protected constructor(transport: ClientTransport, options: SmtpClientConnectionOptions) {
+    this.#transport = transport;
+    this.#options = options;
+    this.#limits = resolveSmtpClientLimits(options.limits);
+    this.#clock = options.clock;
+    this.#logger = options.logger ?? silentLogger;
+    this.#name = options.name ?? 'localhost';
+    this.#session = new SmtpClientSession({
+      lmtp: options.lmtp === true,
+      maxReplyLineLength: this.#limits.maxReplyLineLength,
+      maxReplyLines: this.#limits.maxReplyLines,
+      allowBareLf: options.allowBareLf === true,
+    });
+    if (transport.secure) this.#session.markSecure();
+  }
+
+  /**
+   * Run the opening of a session on a connected transport: greeting, EHLO
+   * (HELO fallback; LHLO for LMTP), STARTTLS as `secure` says, AUTH when
+   * `auth` is given. Rejects (and destroys the transport) on failure.
+   */
+  static async open(transport: ClientTransport, options: SmtpClientConnectionOptions): Promise<SmtpClientConnection> {
+    const connection = new SmtpClientConnection(transport, options);
+    await connection.start();
+    return connection;
+  }
+
+  /** Subclasses (the Node adapter) construct, then call this. */
+  protected async start(): Promise<void> {
+    try {
+      await this.#exclusive(() => this.#opening());
+    } catch (err) {
+      // The session is still in step (a refusal, not a broken connection): say goodbye properly.
+      if (this.#failure === undefined) await this.#tryQuit();
+      this.#transport.destroy();
+      this.#closed = true;
+      throw err;
+    }
+  }
+
+  /** The server's extensions (after TLS, the ones announced over TLS). */
+  get capabilities(): SmtpCapabilities | undefined {
+    return this.#session.capabilities;
+  }
+  /** True when the connection uses TLS (implicit or after STARTTLS). */
+  get secure(): boolean {
+    return this.#session.secure;
+  }
+  /** The SASL mechanism used to log in, if any. */
+  get authenticated(): SaslMechanismName | undefined {
+    return this.#authenticated;
+  }
+  /** Plaintext bytes the server sent after its 220 to STARTTLS, dropped unread (normally 0). */
+  get discardedAfterStartTls(): number {
+    return this.#discardedAfterStartTls;
+  }
+  /** True once `quit()`/`close()` ran or the connection failed. */
+  get closed(): boolean {
+    return this.#closed || this.#failure !== undefined;
+  }
+
+  // --- the opening ---
+
+  async #opening(): Promise<void> {
+    const greeting = await this.#reply('greeting', this.#limits.greetingTimeoutMs);
+    if (greeting.code !== 220) {
+      // RFC 5321 §3.1: a 554 greeting means "no SMTP service here"; QUIT and go.
+      await this.#tryQuit();
+      throw replyError('ERR_SMTP_CLIENT_GREETING', 'server refused the session', greeting);
+    }
+    await this.#hello();
+    const mode = this.#options.secure ?? 'none';
+    if (!this.#session.secure && (mode === 'starttls' || mode === 'opportunistic')) await this.#startTls(mode);
+    if (this.#options.auth !== undefined) await this.#authenticate(this.#options.auth);
+  }
+
+  async #hello(): Promise<void> {
+    const lmtp = this.#session.lmtp;
+    await this.#write(this.#session.send({ name: lmtp ? 'LHLO' : 'EHLO', domain: this.#name }));
+    const reply = await this.#reply(lmtp ? 'LHLO' : 'EHLO', this.#limits.commandTimeoutMs);
+    if (isOk(reply)) return;
+    // RFC 5321 §3.2: a server that does not know EHLO answers 500/502/504/550; fall back to HELO. LMTP has no fallback.
+    if (lmtp || reply.code < 500) throw replyError('ERR_SMTP_CLIENT_HELO', `${lmtp ? 'LHLO' : 'EHLO'} refused`, reply);
+    await this.#write(this.#session.send({ name: 'HELO', domain: this.#name }));
+    const helo = await this.#reply('HELO', this.#limits.commandTimeoutMs);
+    if (!isOk(helo)) throw replyError('ERR_SMTP_CLIENT_HELO', 'EHLO and HELO refused', helo);
+  }
+
+  async #startTls(mode: 'starttls' | 'opportunistic'): Promise<void> {
+    const offered = this.#session.capabilities?.startTls === true && this.#transport.startTls !== undefined;
+    if (!offered) {
+      if (mode === 'starttls') {
+        throw new SmtpClientError('ERR_SMTP_CLIENT_STARTTLS_UNAVAILABLE', 'the server does not offer STARTTLS, and secure is "starttls"', { side: 'remote' });
+      }
+      this.#logger.info({ host: this.#options.host }, 'STARTTLS not offered: continuing without TLS (opportunistic)');
+      return;
+    }
+    await this.#write(this.#session.send({ name: 'STARTTLS' }));
+    const reply = await this.#reply('STARTTLS', this.#limits.commandTimeoutMs);
+    if (reply.code !== 220) {
+      if (mode === 'starttls') throw replyError('ERR_SMTP_CLIENT_STARTTLS_UNAVAILABLE', 'STARTTLS refused', reply);
+      this.#logger.info({ host: this.#options.host, code: reply.code }, 'STARTTLS refused: continuing without TLS (opportunistic)');
+      return;
+    }
+    // RFC 3207 §4.2: every byte after the 220 came in plaintext; drop it unread.
+    const dropped = this.#session.startTls();
+    if (this.#transport.startTls === undefined) throw new SmtpClientError('ERR_SMTP_CLIENT_STATE', 'transport cannot start TLS', { side: 'local' });
+    const result = await this.#guard(this.#transport.startTls(dropped), this.#limits.commandTimeoutMs, 'TLS handshake');
+    this.#discardedAfterStartTls = result.discardedBytes;
+    if (result.discardedBytes > 0) {
+      this.#logger.warn({ host: this.#options.host, discardedBytes: result.discardedBytes }, 'server sent plaintext after its 220 to STARTTLS: dropped');
+    }
+    await this.#hello();
+  }
+
+  async #authenticate(auth: SmtpAuthOptions): Promise<void> {
+    const offered = this.#session.capabilities?.authMechanisms ?? [];
+    const channelBinding = this.#transport.channelBinding?.();
+    const wanted =
+      auth.mechanism !== undefined
+        ? [auth.mechanism]
+        : [...(auth.token !== undefined ? TOKEN_MECHANISMS : []), ...(auth.password !== undefined ? PASSWORD_MECHANISMS : [])].filter(
+            (m) => !m.endsWith('-PLUS') || channelBinding !== undefined,
+          );
+    const mechanism = wanted.find((m) => offered.includes(m));
+    if (mechanism === undefined) {
+      throw new SmtpClientError(
+        'ERR_SMTP_CLIENT_AUTH_UNAVAILABLE',
+        `no usable SASL mechanism: the server offers [${offered.join(' ')}], the client can use [${wanted.join(' ')}]`,
+        { side: 'none' },
+      );
+    }
+    if (CLEARTEXT_MECHANISMS.has(mechanism) && !this.#session.secure && auth.allowPlaintextAuth !== true) {
+      throw new SmtpClientError(
+        'ERR_SMTP_CLIENT_AUTH_INSECURE',
+        `${mechanism} would send the credentials without TLS; use secure: 'starttls' or 'implicit', or set auth.allowPlaintextAuth`,
+        { side: 'local' },
+      );
+    }
+    const credentials: SaslClientCredentials = {
+      ...(auth.username === undefined ? {} : { username: auth.username }),
+      ...(auth.password === undefined ? {} : { password: auth.password }),
+      ...(auth.token === undefined ? {} : { token: auth.token }),
+      ...(auth.authzid === undefined ? {} : { authzid: auth.authzid }),
+      ...(this.#options.host === undefined ? {} : { host: this.#options.host }),
+      ...(this.#options.port === undefined ? {} : { port: this.#options.port }),
+      ...(channelBinding === undefined ? {} : { channelBinding }),
+    };
+    let sasl;
+    try {
+      sasl = createSaslClient(mechanism, credentials);
+    } catch (err) {
+      throw new SmtpClientError('ERR_SMTP_CLIENT_INVALID_ARGUMENT', `cannot use ${mechanism}: ${(err as Error).message}`, { side: 'local', cause: err });
+    }
+    const ir = sasl.initialResponseEncoded();
+    // RFC 4954 §4: a command line with an initial response that would pass 512 octets goes without it.
+    const withIr = ir !== undefined && `AUTH ${mechanism} ${ir}\r\n`.length <= 512;
+    await this.#write(this.#session.send(withIr ? { name: 'AUTH', mechanism, initialResponse: ir } : { name: 'AUTH', mechanism }));
+    let reply = await this.#reply('AUTH', this.#limits.commandTimeoutMs);
+    while (reply.code === 334) {
+      let answer: string;
+      try {
+        answer = await sasl.respondEncoded((reply.lines[0] ?? '').trim());
+      } catch (err) {
+        // RFC 4954 §4: "*" cancels the exchange; the server answers 501.
+        await this.#write(this.#session.saslResponse('*'));
+        await this.#reply('sasl', this.#limits.commandTimeoutMs);
+        throw new SmtpClientError('ERR_SMTP_CLIENT_AUTH_FAILED', `${mechanism} exchange failed: ${(err as Error).message}`, { side: 'remote', cause: err });
+      }
+      await this.#write(this.#session.saslResponse(answer));
+      reply = await this.#reply('sasl', this.#limits.commandTimeoutMs);
+    }
+    // RFC 4954 §4 says 235; any 2xx is taken as success (Postfix's smtp-sink answers 250).
+    if (!isOk(reply)) throw replyError('ERR_SMTP_CLIENT_AUTH_FAILED', `${mechanism} authentication failed`, reply);
+    try {
+      await sasl.complete();
+    } catch (err) {
+      // SCRAM: the server did not prove it knows the password. Do not use this connection.
+      const error = new SmtpClientError('ERR_SMTP_CLIENT_AUTH_FAILED', `${mechanism}: the server could not be authenticated`, {
+        side: 'remote',
+        cause: err,
+      });
+      this.#fail(error);
+      throw error;
+    }
+    this.#authenticated = mechanism;
+  }
+
+  // --- mail transactions ---
+
+  /**
+   * Send one message. The envelope's commands are pipelined when the server
+   * offers PIPELINING; the body streams through DATA (dot-stuffed, bare CR/LF
+   * made CRLF) or BDAT. Resolves with per-recipient results when at least
+   * one recipient got the message; rejects with an `SmtpClientError`
+   * otherwise. Calls queue up: the connection carries one message at a time.
+   */
+  send(envelope: Envelope, body: MessageBody): Promise<SendResult> {
+    return this.#exclusive(() => this.#send(envelope, body));
+  }
+
+  /** NOOP (RFC 5321 §4.1.1.9): keeps the session alive, checks it still works. */
+  noop(): Promise<SmtpReply> {
+    return this.#exclusive(async () => {
+      await this.#write(this.#session.send({ name: 'NOOP' }));
+      const reply = await this.#reply('NOOP', this.#limits.commandTimeoutMs);
+      if (!isOk(reply)) throw replyError('ERR_SMTP_CLIENT_REPLY', 'NOOP refused', reply);
+      return reply;
+    });
+  }
+
+  /** QUIT (RFC 5321 §4.1.1.10), then close. Never rejects for a server that is already gone. */
+  quit(): Promise<void> {
+    return this.#exclusive(async () => {
+      if (this.#closed) return;
+      await this.#tryQuit();
+      this.#closed = true;
+      await this.#transport.end().catch(() => undefined);
+      this.#transport.destroy();
+    }).catch(() => undefined);
+  }
+
+  /** Close at once, without QUIT. */
+  close(): void {
+    this.#closed = true;
+    this.#transport.destroy();
+  }
+
+  /** `await using client = …`: QUIT, then close. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.quit();
+    this.close();
+  }
+
+  async #send(envelope: Envelope, body: MessageBody): Promise<SendResult> {
+    const caps = this.#session.capabilities;
+    if (caps === undefined) throw new SmtpClientError('ERR_SMTP_CLIENT_STATE', 'send before the session was opened', { side: 'local' });
+    const recipients = envelope.to.map((r) => (typeof r === 'string' ? { address: r } : r));
+    if (recipients.length === 0) throw new SmtpClientError('ERR_SMTP_CLIENT_INVALID_ARGUMENT', 'no recipients', { side: 'local' });
+
+    // RFC 6531 §3.4: non-ASCII addresses need SMTPUTF8, and a server that lacks it cannot take them.
+    const needsUtf8 = envelope.smtputf8 === true || !isAscii(envelope.from) || recipients.some((r) => !isAscii(r.address));
+    if (needsUtf8 && !caps.smtpUtf8) {
+      throw new SmtpClientError('ERR_SMTP_CLIENT_UTF8_UNSUPPORTED', 'the message needs SMTPUTF8 and the server does not offer it (RFC 6531 §3.4)', { side: 'remote' });
+    }
+    const size = envelope.size ?? knownBodySize(body);
+    // RFC 1870 §6: do not send a message the server already said it will refuse.
+    if (caps.size !== undefined && caps.size > 0 && size !== undefined && size > caps.size) {
+      throw new SmtpClientError('ERR_SMTP_CLIENT_SIZE_EXCEEDED', `message of ${size} bytes exceeds the server's SIZE ${caps.size}`, { side: 'local' });
+    }
+    const eightBit = envelope.bodyType === undefined ? (bodyHas8Bit(body) ?? caps.eightBitMime) : envelope.bodyType === '8BITMIME';
+    const useDsn = envelope.dsn !== undefined && caps.dsn;
+    const mailParams: Record<string, string | true | undefined> = {};
+    if (size !== undefined && caps.size !== undefined) mailParams['SIZE'] = String(size);
+    // RFC 6152: BODY=8BITMIME only to a server that offers it.
+    if (eightBit && caps.eightBitMime) mailParams['BODY'] = '8BITMIME';
+    if (needsUtf8) mailParams['SMTPUTF8'] = true;
+    if (useDsn && envelope.dsn !== undefined) {
+      if (envelope.dsn.ret !== undefined) mailParams['RET'] = envelope.dsn.ret;
+      if (envelope.dsn.envid !== undefined) {
+        if (envelope.dsn.envid.length > 100) throw new SmtpClientError('ERR_SMTP_CLIENT_INVALID_ARGUMENT', 'ENVID longer than 100 characters (RFC 3461 §4.4)', { side: 'local' });
+        mailParams['ENVID'] = encodeXtext(envelope.dsn.envid);
+      }
+    }
+    const encodeOptions = { smtputf8: needsUtf8 };
+    const rcptParams = (r: RecipientOptions): EsmtpParams | undefined => {
+      if (!useDsn || envelope.dsn === undefined) return undefined;
+      const notify = r.notify ?? envelope.dsn.notify;
+      const params: Record<string, string | undefined> = {};
+      if (notify !== undefined) params['NOTIFY'] = typeof notify === 'string' ? notify : notify.join(',');
+      if (r.orcpt !== undefined || envelope.dsn.orcpt !== false) params['ORCPT'] = encodeOrcpt(r.orcpt ?? r.address);
+      return params;
+    };
+
+    // Build every envelope command first: an invalid address fails before anything is sent.
+    const pipelining = this.#options.pipelining !== false && (caps.pipelining || this.#session.lmtp);
+    const useBdat = this.#options.chunking !== false && caps.chunking;
+    const commands: ClientCommand[] = [];
+    // RSET between messages: resets whatever a previous failed transaction left, and checks the connection is alive.
+    if (this.#transactions > 0) commands.push({ name: 'RSET' });
+    commands.push({ name: 'MAIL', from: envelope.from, params: mailParams });
+    for (const r of recipients) {
+      const params = rcptParams(r);
+      commands.push(params === undefined ? { name: 'RCPT', to: r.address } : { name: 'RCPT', to: r.address, params });
+    }
+    // RFC 2920 §3.1: DATA may end a pipelined group. BDAT waits for the RCPT replies.
+    if (!useBdat) commands.push({ name: 'DATA' });
+    for (const c of commands) encodeCommand(c, encodeOptions); // validate all before the session commits to any
+    this.#transactions++;
+
+    const timeoutFor = (to: ReplyTo): number =>
+      to === 'MAIL' ? this.#limits.mailTimeoutMs : to === 'RCPT' ? this.#limits.rcptTimeoutMs : to === 'DATA' ? this.#limits.dataInitiationTimeoutMs : this.#limits.commandTimeoutMs;
+
+    const results: { address: string; reply: SmtpReply }[] = [];
+    let rcptIndex = 0;
+    let dataReply: SmtpReply | undefined;
+    let failure: SmtpClientError | undefined;
+    const onReply = (command: ClientCommand, reply: SmtpReply): void => {
+      if (command.name === 'RSET' && !isOk(reply)) failure ??= replyError('ERR_SMTP_CLIENT_REPLY', 'RSET refused', reply);
+      if (command.name === 'MAIL') {
+        if (!isOk(reply)) failure ??= replyError('ERR_SMTP_CLIENT_MAIL_REJECTED', 'MAIL FROM refused', reply);
+      }
+      if (command.name === 'RCPT') results.push({ address: recipients[rcptIndex++]?.address ?? '', reply });
+      if (command.name === 'DATA') dataReply = reply;
+    };
+
+    if (pipelining) {
+      await this.#write(Buffer.concat(commands.map((c) => this.#session.send(c, encodeOptions))));
+      for (const command of commands) onReply(command, await this.#reply(command.name, timeoutFor(command.name)));
+    } else {
+      // Without PIPELINING: one command, one reply, and stop at the first that makes the rest pointless.
+      for (const command of commands) {
+        if (command.name === 'DATA' && !results.some((r) => isOk(r.reply))) break;
+        await this.#write(this.#session.send(command, encodeOptions));
+        onReply(command, await this.#reply(command.name, timeoutFor(command.name)));
+        if (failure !== undefined) break;
+      }
+    }
+    const recipientResults = (): RecipientResult[] => results.map((r) => ({ address: r.address, accepted: isOk(r.reply), rcptReply: r.reply }));
+    const acceptedCount = results.filter((r) => isOk(r.reply)).length;
+
+    if (failure !== undefined || acceptedCount === 0) {
+      // RFC 2920 §3.1: if DATA got 354 anyway, the only safe thing to send is an empty message's "." — never the body.
+      if (dataReply?.code === 354) {
+        await this.#write(this.#session.bodyEnd());
+        await this.#reply('data-end', this.#limits.dataTerminationTimeoutMs);
+      } else {
+        this.#session.bdatDone();
+      }
+      throw failure ?? new SmtpClientError('ERR_SMTP_CLIENT_RECIPIENTS_REJECTED', 'every recipient was refused', {
+        side: 'remote',
+        recipients: recipientResults(),
+        ...(results[0] === undefined ? {} : { serverReply: results[0].reply }),
+      });
+    }
+
+    let finals: SmtpReply[];
+    if (useBdat) {
+      finals = await this.#sendBdat(body, acceptedCount, recipientResults);
+    } else {
+      if (dataReply === undefined || dataReply.code !== 354) {
+        this.#session.bdatDone();
+        throw replyError('ERR_SMTP_CLIENT_DATA_REJECTED', 'DATA refused', dataReply ?? { code: 554, enhanced: undefined, lines: ['no reply'] }, recipientResults());
+      }
+      finals = await this.#sendData(body, acceptedCount);
+    }
+    return this.#result(results, finals, useBdat, pipelining, useDsn, needsUtf8);
+  }
+
+  #result(
+    results: readonly { address: string; reply: SmtpReply }[],
+    finals: readonly SmtpReply[],
+    bdat: boolean,
+    pipelined: boolean,
+    dsn: boolean,
+    smtputf8: boolean,
+  ): SendResult {
+    const lmtp = this.#session.lmtp;
+    const recipients: RecipientResult[] = [];
+    let next = 0;
+    for (const r of results) {
+      if (!isOk(r.reply)) {
+        recipients.push({ address: r.address, accepted: false, rcptReply: r.reply });
+        continue;
+      }
+      if (lmtp) {
+        const dataReply = finals[next++];
+        recipients.push({ address: r.address, accepted: dataReply !== undefined && isOk(dataReply), rcptReply: r.reply, ...(dataReply === undefined ? {} : { dataReply }) });
+      } else {
+        recipients.push({ address: r.address, accepted: true, rcptReply: r.reply });
+      }
+    }
+    const reply = finals[finals.length - 1] ?? { code: 250, enhanced: undefined, lines: [] };
+    const failedAll = lmtp ? !recipients.some((r) => r.accepted) : !isOk(reply);
+    if (failedAll) throw replyError('ERR_SMTP_CLIENT_DATA_REJECTED', 'message refused', reply, recipients);
+    return {
+      accepted: recipients.filter((r) => r.accepted).map((r) => r.address),
+      rejected: recipients.filter((r) => !r.accepted).map((r) => r.address),
+      recipients,
+      reply,
+      transfer: bdat ? 'BDAT' : 'DATA',
+      pipelined,
+      dsn,
+      smtputf8,
+    };
+  }
+
+  /** Stream the body after 354; then read the final reply (one per accepted recipient in LMTP). */
+  async #sendData(body: MessageBody, accepted: number): Promise<SmtpReply[]> {
+    try {
+      for await (const chunk of bodyChunks(body)) {
+        const out = this.#session.bodyChunk(chunk);
+        if (out.length > 0) await this.#write(out, this.#limits.dataBlockTimeoutMs);
+      }
+    } catch (err) {
+      // Mid-body the only way out that cannot deliver a truncated message is to drop the connection.
+      throw this.#abandon(err);
+    }
+    await this.#write(this.#session.bodyEnd(), this.#limits.dataBlockTimeoutMs);
+    const finals: SmtpReply[] = [];
+    const count = this.#session.lmtp ? accepted : 1;
+    for (let i = 0; i < count; i++) finals.push(await this.#reply('data-end', this.#limits.dataTerminationTimeoutMs));
+    return finals;
+  }
+
+  /** RFC 3030: the body in BDAT chunks of at most `maxBdatChunkBytes`, the last one marked LAST. */
+  async #sendBdat(body: MessageBody, accepted: number, recipientResults: () => RecipientResult[]): Promise<SmtpReply[]> {
+    const max = Math.max(1, this.#limits.maxBdatChunkBytes);
+    const normalizer = new CrlfNormalizer();
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    const flush = async (last: boolean): Promise<SmtpReply[]> => {
+      const data = Buffer.concat(pending, pendingBytes);
+      pending = [];
+      pendingBytes = 0;
+      const header = this.#session.send({ name: 'BDAT', size: data.length, last });
+      await this.#write(data.length === 0 ? header : Buffer.concat([header, data]), this.#limits.dataBlockTimeoutMs);
+      const count = last && this.#session.lmtp ? accepted : 1;
+      const replies: SmtpReply[] = [];
+      for (let i = 0; i < count; i++) replies.push(await this.#reply('BDAT', last ? this.#limits.dataTerminationTimeoutMs : this.#limits.dataBlockTimeoutMs));
+      const first = replies[0];
+      if (!last && first !== undefined && !isOk(first)) {
+        // RFC 3030 §2: after a refused chunk the server discards the message; the next send starts with RSET.
+        this.#session.bdatDone();
+        throw replyError('ERR_SMTP_CLIENT_DATA_REJECTED', 'BDAT refused', first, recipientResults());
+      }
+      return replies;
+    };
+    try {
+      for await (const chunk of bodyChunks(body)) {
+        let out = normalizer.push(chunk);
+        while (out.length > 0) {
+          const room = max - pendingBytes;
+          pending.push(out.subarray(0, room));
+          pendingBytes += Math.min(room, out.length);
+          out = out.subarray(room);
+          if (pendingBytes >= max) await flush(false);
+        }
+      }
+    } catch (err) {
+      if (SmtpClientError.isInstance(err) && err.code === 'ERR_SMTP_CLIENT_DATA_REJECTED') throw err;
+      throw this.#abandon(err);
+    }
+    const tail = normalizer.end();
+    if (tail.length > 0) {
+      pending.push(tail);
+      pendingBytes += tail.length;
+    }
+    const finals = await flush(true);
+    this.#session.bdatDone();
+    return finals;
+  }
+
+  // --- plumbing ---
+
+  /** Run `fn` after every earlier operation; a failed connection refuses new work. */
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = async (): Promise<T> => {
+      if (this.#failure !== undefined) {
+        throw new SmtpClientError('ERR_SMTP_CLIENT_STATE', `the connection failed earlier: ${this.#failure.message}`, { side: 'local', cause: this.#failure });
+      }
+      if (this.#closed) throw new SmtpClientError('ERR_SMTP_CLIENT_STATE', 'the connection is closed', { side: 'local' });
+      try {
+        return await fn();
+      } catch (err) {
+        // Errors that leave the protocol out of step end the connection; a refused command or a refused argument does not.
+        if (!keepsConnection(err)) this.#fail(err instanceof Error ? err : new Error(String(err)));
+        throw err;
+      }
+    };
+    const result = this.#queue.then(run, run);
+    this.#queue = result.catch(() => undefined);
+    return result;
+  }
+
+  #fail(err: Error): void {
+    this.#failure ??= err;
+    this.#transport.destroy();
+  }
+
+  #abandon(err: unknown): Error {
+    const error = err instanceof Error ? err : new Error(String(err));
+    this.#fail(error);
+    return error;
+  }
+
+  async #tryQuit(): Promise<void> {
+    try {
+      await this.#write(this.#session.send({ name: 'QUIT' }));
+      await this.#reply('QUIT', Math.min(this.#limits.commandTimeoutMs || 10_000, 10_000));
+    } catch {
+      // The server may close without answering QUIT; nothing to do about it.
+    }
+  }
+
+  async #write(bytes: Uint8Array, timeoutMs = this.#limits.commandTimeoutMs): Promise<void> {
+    await this.#guard(this.#transport.write(bytes), timeoutMs, 'write');
+  }
+
+  /** The next reply, which must answer `to`. Protocol errors, timeouts and a closed connection reject. */
+  async #reply(to: ReplyTo, timeoutMs: number): Promise<SmtpReply> {
+    for (;;) {
+      const ev = this.#session.nextEvent();
+      if (ev !== undefined) {
+        if (ev.type === 'error') throw ev.error;
+        if (ev.to !== to) {
+          throw new SmtpClientError('ERR_SMTP_CLIENT_STATE', `internal: expected the reply to ${to}, got one to ${ev.to}`, { side: 'local' });
+        }
+        return ev.reply;
+      }
+      const chunk = await this.#guard(this.#transport.read(), timeoutMs, `reply to ${to}`);
+      if (chunk === null) {
+        throw new SmtpClientError('ERR_SMTP_CLIENT_CONNECTION', `the server closed the connection while the client waited for the reply to ${to}`, {
+          side: 'remote',
+        });
+      }
+      this.#session.receive(chunk);
+    }
+  }
+
+  /** `promise`, bounded by `timeoutMs` on the clock (0: no limit) and by the caller's signal. */
+  #guard<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+    const signal = this.#options.signal;
+    return new Promise<T>((resolve, reject) => {
+      let done = false;
+      const finish = (): void => {
+        done = true;
+        if (timer !== undefined) this.#clock.clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const onAbort = (): void => {
+        if (done) return;
+        finish();
+        const error = new SmtpClientError('ERR_SMTP_CLIENT_ABORTED', `aborted while waiting for ${what}`, { side: 'none', cause: signal?.reason });
+        this.#fail(error);
+        reject(error);
+      };
+      const timer =
+        timeoutMs > 0
+          ? this.#clock.setTimeout(() => {
+              if (done) return;
+              finish();
+              const error = new SmtpClientError('ERR_SMTP_CLIENT_TIMEOUT', `no ${what} within ${timeoutMs} ms`, { side: 'remote' });
+              this.#fail(error);
+              reject(error);
+            }, timeoutMs)
+          : undefined;
+      if (signal?.aborted === true) {
+        onAbort();
+        return;
+      }
+      signal?.addEventListener('abort', onAbort, { once: true });
+      promise.then(
+        (value) => {
+          if (done) return;
+          finish();
+          resolve(value);
+        },
+        (err: unknown) => {
+          if (done) return;
+          finish();
+          reject(
+            PigeonpostError.isInstance(err)
+              ? err
+              : new SmtpClientError('ERR_SMTP_CLIENT_CONNECTION', `connection failed during ${what}: ${(err as Error).message}`, { side: 'none', cause: err }),
+          );
+        },
+      );
+    });
+  }
+}

@@ -1,0 +1,178 @@
+/**
+ * The Node adapter of the SMTP server: the only layer that touches sockets,
+ * TLS and timers. It runs wire's listener (limits, idle timeout, PROXY,
+ * implicit TLS, graceful close) and plugs one `SmtpServerSession` per
+ * connection into its socket.
+ */
+import { BlockList, isIPv6 } from 'node:net';
+import type * as net from 'node:net';
+import type * as tls from 'node:tls';
+import { createListener, systemClock, upgradeServerSocket } from '@pigeonpost/wire/node';
+import type { Connection, Listener, ProxyProtocolOptions } from '@pigeonpost/wire/node';
+import { silentLogger } from '@pigeonpost/wire';
+import { SmtpError } from '../errors.js';
+import { resolveSmtpLimits } from '../limits.js';
+import type { SmtpListenerLimits } from '../limits.js';
+import { createSmtpServerSession } from '../server/session.js';
+import type { SmtpServerSession } from '../server/session.js';
+import type { SmtpServerSessionOptions } from '../server/types.js';
+
+export interface SmtpServerOptions extends Omit<SmtpServerSessionOptions, 'clock'>, Partial<SmtpListenerLimits> {
+  /**
+   * TLS options (from wire's `createServerTlsOptions`). With `secure: false`
+   * (the default) they enable STARTTLS; with `secure: true` every connection
+   * is implicit TLS (port 465, RFC 8314).
+   */
+  readonly tls?: tls.TlsOptions;
+  /** Implicit TLS. Needs `tls`. Default false. */
+  readonly secure?: boolean;
+  /** Read a PROXY v1/v2 header from these proxies first (haproxy's proxy-protocol.txt). Default off. */
+  readonly proxyProtocol?: ProxyProtocolOptions;
+  /** Offer Postfix's XCLIENT to clients in these networks (IPs and CIDRs). Default off. */
+  readonly xclient?: { readonly trustedNetworks: readonly string[] };
+  /** How long `close()` waits for sessions, in ms (wire's `closeTimeoutMs`, default 30000). */
+  readonly closeTimeoutMs?: number;
+  /** Default: wire's `systemClock`. */
+  readonly clock?: SmtpServerSessionOptions['clock'];
+  /** A name for logs and diagnostics. Default `'smtp'`. */
+  readonly name?: string;
+}
+
+export interface SmtpServer {
+  /** Bind an address (call again to bind several). Port 0 picks a free port. */
+  listen(options: { host?: string; port: number }): Promise<net.AddressInfo>;
+  /** The first bound address. */
+  address(): net.AddressInfo | undefined;
+  /** Graceful close: stop accepting, let each session finish its command or message, say 421, close. */
+  close(options?: { timeoutMs?: number }): Promise<void>;
+  /** The listener underneath (stats, connections). */
+  readonly listener: Listener;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** Create an SMTP, submission or LMTP server on wire's listener. */
+export function createSmtpServer(options: SmtpServerOptions): SmtpServer {
+  if (options.secure === true && options.tls === undefined) throw new SmtpError('ERR_SMTP_CONFIG', 'secure: true needs tls options', { side: 'local' });
+  const limits = resolveSmtpLimits(['idleTimeoutMs', 'maxConnections', 'maxConnectionsPerIp'], options);
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger ?? silentLogger;
+  const hostname = options.hostname ?? 'localhost';
+  const xclientNetworks = options.xclient === undefined ? undefined : toBlockList(options.xclient.trustedNetworks);
+  const sessionOptions: SmtpServerSessionOptions = { ...options, clock, logger };
+  // Fail at start-up, not at the first connection, on bad session options.
+  validateSessionOptions(sessionOptions);
+
+  const onConnection = (connection: Connection): Promise<void> => {
+    const socket = connection.socket;
+    // RFC 2920: replies to a pipelined group are written at once; no Nagle delay on top.
+    socket.setNoDelay(true);
+    let current: net.Socket = socket;
+    let session: SmtpServerSession | undefined = undefined;
+    const onData = (chunk: Buffer): void => session?.receive(chunk);
+    const onEnd = (): void => session?.end();
+    const attach = (s: net.Socket): void => {
+      current = s;
+      s.on('data', onData);
+      s.once('end', onEnd);
+      s.once('close', onEnd);
+      s.on('error', (error) => {
+        logger.debug({ connection: connection.id, err: error }, 'socket error');
+        session?.end();
+      });
+    };
+    const remote = connection.remoteAddress;
+    session = createSmtpServerSession(
+      sessionOptions,
+      {
+        write: (bytes) => {
+          connection.touch();
+          current.write(bytes);
+        },
+        startTls: () => {
+          const plain = current;
+          plain.removeListener('data', onData);
+          plain.removeListener('end', onEnd);
+          plain.removeListener('close', onEnd);
+          const tlsOptions = options.tls;
+          if (tlsOptions === undefined) return;
+          // Same tick as the 220: upgradeServerSocket drains what the socket already holds (RFC 3207 §4.2).
+          upgradeServerSocket(plain, tlsOptions, { clock, logger }).then(
+            ({ socket: secure }) => {
+              connection.replaceSocket(secure);
+              attach(secure);
+              session?.tlsEstablished();
+            },
+            (error: unknown) => {
+              logger.info({ connection: connection.id, err: error }, 'STARTTLS handshake failed');
+              session?.end();
+              plain.destroy();
+            },
+          );
+        },
+        close: () => {
+          current.end();
+        },
+        pause: () => current.pause(),
+        resume: () => current.resume(),
+      },
+      {
+        id: connection.id,
+        remoteAddress: remote,
+        remotePort: connection.remotePort,
+        localAddress: connection.localAddress,
+        localPort: connection.localPort,
+        secure: connection.secure,
+        startTlsAvailable: options.tls !== undefined && !connection.secure,
+        xclientAllowed: xclientNetworks !== undefined && xclientNetworks.check(remote, isIPv6(remote) ? 'ipv6' : 'ipv4'),
+      },
+    );
+    attach(socket);
+    connection.onIdle = () => session?.idleTimeout();
+    connection.closing.addEventListener('abort', () => session?.shutdown(), { once: true });
+    void session.start().catch((error: unknown) => {
+      logger.error({ connection: connection.id, err: error }, 'session start failed');
+      connection.destroy();
+    });
+    return Promise.all([session.closed, connection.closed]).then(() => undefined);
+  };
+
+  const listener = createListener({
+    name: options.name ?? 'smtp',
+    onConnection,
+    tls: options.secure === true ? options.tls : undefined,
+    proxyProtocol: options.proxyProtocol ?? false,
+    idleTimeoutMs: limits.idleTimeoutMs,
+    maxConnections: limits.maxConnections,
+    maxConnectionsPerIp: limits.maxConnectionsPerIp,
+    closeTimeoutMs: options.closeTimeoutMs,
+    clock,
+    logger,
+    // RFC 5321 §3.8: 421 when the service is not available to this client now.
+    rejectMessage: (info) => (info.reason === 'closing' ? `421 4.3.2 ${hostname} Service shutting down\r\n` : `421 4.7.0 ${hostname} Too many connections, try again later\r\n`),
+  });
+
+  return {
+    listener,
+    listen: (listenOptions) => listener.listen(listenOptions),
+    address: () => listener.address(),
+    close: (closeOptions) => listener.close(closeOptions),
+    [Symbol.asyncDispose]: () => listener.close(),
+  };
+}
+
+function toBlockList(networks: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const entry of networks) {
+    const [address = '', prefix] = entry.split('/');
+    const type = isIPv6(address) ? 'ipv6' : 'ipv4';
+    if (prefix === undefined) list.addAddress(address, type);
+    else list.addSubnet(address, Number(prefix), type);
+  }
+  return list;
+}
+
+function validateSessionOptions(options: SmtpServerSessionOptions): void {
+  // Constructing a session checks limits, extensions and AUTH set-up; its transport is never used.
+  const noop = (): void => undefined;
+  createSmtpServerSession(options, { write: noop, startTls: noop, close: noop, pause: noop, resume: noop }, { remoteAddress: '127.0.0.1' });
+}
