@@ -21,7 +21,7 @@ const pureCore = [
 
 export default tseslint.config(
   {
-    ignores: ['**/dist/**', '**/node_modules/**', '**/.turbo/**', '**/coverage/**', '**/.readme-examples/**', '.tools/**'],
+    ignores: ['**/dist/**', '**/dist-*/**', '**/node_modules/**', '**/.turbo/**', '**/coverage/**', '**/.readme-examples/**', '.tools/**'],
   },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,

@@ -470,7 +470,7 @@ try {
       results.oursCold = await oursMailboxMeasured(oursRoot, 'bench', 'cold');
       await oursUnflag(oursRoot, 'bench');
       results.oursWarm = await oursMailboxMeasured(oursRoot, 'bench', 'warm');
-      rmSync(join(oursRoot, 'bench'), { recursive: true, force: true });
+      if (!opts.keep) rmSync(join(oursRoot, 'bench'), { recursive: true, force: true });
     }
     if (dovecot) {
       copyMaildir(join(pristine, 'warm'), join(doveRoot, 'warm'));

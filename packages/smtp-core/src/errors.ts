@@ -55,7 +55,7 @@ export type SmtpErrorCode =
   | 'ERR_SMTP_TOO_MANY_AUTH_FAILURES'
   /** AUTH required before this command (530 5.7.0, RFC 4954 §6). */
   | 'ERR_SMTP_AUTH_REQUIRED'
-  /** TLS required before this command (530 5.7.0 RFC 3207; REQUIRETLS without TLS: 530 5.7.10, RFC 8689). */
+  /** TLS required before this command: AUTH before TLS (538 5.7.11, RFC 4954 §4). */
   | 'ERR_SMTP_TLS_REQUIRED'
   /** The DATA or BDAT transfer took longer than `dataTimeoutMs` (421 4.4.2). */
   | 'ERR_SMTP_DATA_TIMEOUT'
@@ -164,7 +164,7 @@ export interface SmtpServerReply {
   /** The three-digit reply code. */
   readonly code: number;
   /** The RFC 3463 enhanced status code of the first line, when the server sent one. */
-  readonly enhanced: string | undefined;
+  readonly enhanced?: string | undefined;
   /** The text of each line, without the code, separator or enhanced code. */
   readonly lines: readonly string[];
 }

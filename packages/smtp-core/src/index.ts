@@ -37,3 +37,26 @@ export type {
 } from './server/types.js';
 
 // Client: exports of src/client/** go below (owned by the client engineer).
+export { SmtpClientError } from './errors.js';
+export type { SmtpClientErrorOptions, SmtpServerReply } from './errors.js';
+export { defaultSmtpClientLimits, resolveSmtpClientLimits } from './limits.js';
+export type { SmtpClientLimits } from './limits.js';
+export { ReplyParser, parseReplies, splitEnhancedCode, SmtpCapabilities } from './codec/reply-parser.js';
+export type { ReplyParserEvent, ReplyParserOptions } from './codec/reply-parser.js';
+export { encodeCommand, encodeSaslLine, encodeOrcpt, checkMailbox } from './codec/command-encoder.js';
+export type { ClientCommand, EsmtpParams, EncodeCommandOptions } from './codec/command-encoder.js';
+export { SmtpClientSession } from './client/session.js';
+export type { ClientReplyTo, ClientPhase, ClientSessionEvent, SmtpClientSessionOptions } from './client/session.js';
+export { SmtpClientConnection } from './client/connection.js';
+export type {
+  ClientTransport,
+  SmtpSecureMode,
+  SmtpClientAuthOptions,
+  SmtpClientConnectionOptions,
+  SendEnvelope,
+  DsnOptions,
+  RecipientOptions,
+  RecipientResult,
+  SendResult,
+} from './client/connection.js';
+export type { MessageBody } from './client/body.js';

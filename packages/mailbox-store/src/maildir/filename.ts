@@ -64,6 +64,21 @@ export function parseFilename(name: string): ParsedFilename {
   };
 }
 
+/** `parseFilename(name).base`, without the size fields' regular expressions (a sync looks at every name). */
+export function baseOfName(name: string): string {
+  const colon = name.indexOf(INFO_SEPARATOR);
+  return colon < 0 ? name : name.slice(0, colon);
+}
+
+/** `parseFilename(name).info`, cheaply. */
+export function infoOfName(name: string): string {
+  const colon = name.indexOf(INFO_SEPARATOR);
+  if (colon < 0 || !name.startsWith(INFO_PREFIX, colon)) return '';
+  const start = colon + INFO_PREFIX.length;
+  const comma = name.indexOf(',', start);
+  return comma < 0 ? name.slice(start) : name.slice(start, comma);
+}
+
 /** Info letters sorted in ASCII order, duplicates removed (Dovecot writes them so, and so do mutt and Courier). */
 export function sortInfo(letters: string): string {
   // Fast path: already in strictly ascending order (what every sync sees for files it named itself).

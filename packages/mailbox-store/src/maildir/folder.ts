@@ -23,7 +23,7 @@ import { computeStructure } from '../structure.js';
 import type { MessageMeta, MessageSource } from '../types.js';
 import { acquireDotlock, writeThroughDotlock } from './dotlock.js';
 import type { Dotlock } from './dotlock.js';
-import { curName, LETTER_OF_FLAG, parseFilename, sortInfo, splitInfo, withSizes } from './filename.js';
+import { baseOfName, curName, infoOfName, LETTER_OF_FLAG, parseFilename, sortInfo, splitInfo, withSizes } from './filename.js';
 import type { UniqueNames } from './filename.js';
 import type { IndexedMessage, IndexRecord } from './index-log.js';
 import { decodeRecords, encodeRecord, encodeRecordAt, IndexState } from './index-log.js';
@@ -43,6 +43,8 @@ const DESCRIBES_IN_FLIGHT = 8;
 const WHOLE_READ_BYTES = 1024 * 1024;
 /** Bytes of the index log read at once when a structure is asked for. */
 const STRUCTURE_READ_AHEAD = 256 * 1024;
+/** A directory mtime at least this much older than a scan cannot hide a later change (FAT keeps 2 s). */
+const MTIME_TRUST_MS = 2000;
 
 export interface FolderContext {
   readonly clock: Clock;
@@ -117,6 +119,12 @@ export class Folder {
   #viewByUid = new Map<number, FolderMessage>();
   #viewKeywords = '';
   #structureWindow: { ino: number; start: number; buf: Buffer } | undefined;
+  /** dovecot-uidlist as last read under the lock: its inode and the bytes up to its last `\n` (for appends). */
+  #uidlistAt: { ino: number; size: number } | undefined;
+  /** dovecot-uidlist as this.uidlist holds it (inode, size, mtime), so an unchanged file is not parsed again. */
+  #uidlistRead: { ino: number; size: number; mtimeMs: number; appendable: { ino: number; size: number } | undefined } | undefined;
+  /** The last full scan of cur/ and new/: their mtimes, and whether they are old enough to trust (see #syncLocked). */
+  #lastScan: { cur: number; new: number; trusted: boolean } | undefined;
   readonly #pendingCommits: PendingCommit[] = [];
 
   constructor(path: string, name: string, ctx: FolderContext) {
@@ -180,14 +188,37 @@ export class Folder {
 
   async #readUidlist(): Promise<Uidlist | undefined> {
     let text: string;
+    this.#uidlistAt = undefined;
+    let at: { ino: number; size: number };
+    let mtimeMs = 0;
     try {
-      text = await readFile(join(this.path, UIDLIST), 'utf8');
+      const fh = await open(join(this.path, UIDLIST), 'r');
+      try {
+        const st = await fh.stat();
+        mtimeMs = st.mtimeMs;
+        // Unchanged since we read or wrote it: the same inode (a rewrite renames a new file
+        // in) and size (Dovecot appends in place). We hold the lock, so nobody is writing it.
+        const known = this.#uidlistRead;
+        if (known !== undefined && this.uidlist !== undefined && known.ino === st.ino && known.size === st.size && known.mtimeMs === st.mtimeMs) {
+          this.#uidlistAt = known.appendable;
+          return this.uidlist;
+        }
+        this.#uidlistRead = undefined;
+        const buf = await fh.readFile();
+        at = { ino: st.ino, size: buf.lastIndexOf(0x0a) + 1 };
+        text = buf.toString('utf8');
+      } finally {
+        await fh.close();
+      }
     } catch (error) {
       if (errno(error) === 'ENOENT') return undefined;
       throw error;
     }
     try {
-      return parseUidlist(text);
+      const list = parseUidlist(text);
+      if (list.version === 3) this.#uidlistAt = at;
+      this.#uidlistRead = { ino: at.ino, size: Buffer.byteLength(text), mtimeMs, appendable: this.#uidlistAt };
+      return list;
     } catch (error) {
       if (error instanceof UidlistParseError) {
         this.#ctx.logger.warn({ path: this.path, error: error.message }, 'corrupted dovecot-uidlist: recreating with a new UIDVALIDITY');
@@ -200,14 +231,61 @@ export class Folder {
   async #writeUidlist(list: Uidlist): Promise<void> {
     const tmp = join(this.path, `${UIDLIST}.tmp`);
     const fh = await open(tmp, 'w', 0o600);
+    let st;
     try {
       await fh.writeFile(serializeUidlist(list));
       if (this.#ctx.fsync) await fh.datasync();
+      st = await fh.stat();
     } finally {
       await fh.close();
     }
     await rename(tmp, join(this.path, UIDLIST));
     if (this.#ctx.fsync) await fsyncPath(this.path);
+    this.uidlist = list;
+    // The file is exactly what we wrote: later appends may go to its end, and the next sync need not parse it again.
+    this.#uidlistAt = { ino: st.ino, size: st.size };
+    this.#uidlistRead = { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, appendable: this.#uidlistAt };
+  }
+
+  /**
+   * New records only: append them to dovecot-uidlist in place, as Dovecot does
+   * (maildir_uidlist_sync_update), instead of rewriting the whole file: one
+   * fdatasync of a few bytes rather than a rewrite, a rename and a directory
+   * fsync. The header's N is left as it was: readers (ours and Dovecot's) take
+   * a record at or above it as the next UID's floor. A torn append (a crash
+   * mid-write: a last line without `\n`, which readers skip) is cut off first;
+   * we hold the lock. Falls back to a rewrite when the file is not the one we read.
+   */
+  async #appendUidlist(list: Uidlist, added: readonly UidlistRecord[]): Promise<void> {
+    const at = this.#uidlistAt;
+    if (at === undefined || added.length === 0) return this.#writeUidlist(list);
+    let fh;
+    try {
+      fh = await open(join(this.path, UIDLIST), 'r+');
+    } catch (error) {
+      if (errno(error) === 'ENOENT') return this.#writeUidlist(list);
+      throw error;
+    }
+    let appended: number;
+    let after;
+    try {
+      const st = await fh.stat();
+      if (st.ino !== at.ino || st.size < at.size) {
+        await fh.close();
+        fh = undefined;
+        return this.#writeUidlist(list);
+      }
+      if (st.size > at.size) await fh.truncate(at.size);
+      const data = Buffer.from(added.map((r) => `${r.uid}${r.extensions.map((e) => ` ${e}`).join('')} :${r.base}\n`).join(''), 'utf8');
+      await fh.write(data, 0, data.length, at.size);
+      if (this.#ctx.fsync) await fh.datasync();
+      appended = data.length;
+      after = await fh.stat();
+    } finally {
+      await fh?.close();
+    }
+    this.#uidlistAt = { ino: at.ino, size: at.size + appended };
+    this.#uidlistRead = after.size === this.#uidlistAt.size ? { ino: at.ino, size: after.size, mtimeMs: after.mtimeMs, appendable: this.#uidlistAt } : undefined;
     this.uidlist = list;
   }
 
@@ -340,8 +418,33 @@ export class Folder {
 
   async #syncLocked(): Promise<void> {
     const ctx = this.#ctx;
+    // The directories' mtimes, taken before anything is read (see #lastScan).
+    const scanStart = Date.now();
+    const dirMtimes = await this.#dirMtimes();
     let uidlist = await this.#readUidlist();
     await this.#readKeywords();
+    const last = this.#lastScan;
+    this.#lastScan = undefined;
+    if (
+      last !== undefined &&
+      dirMtimes !== undefined &&
+      last.trusted &&
+      last.cur === dirMtimes.cur &&
+      last.new === dirMtimes.new &&
+      uidlist !== undefined &&
+      uidlist === this.uidlist
+    ) {
+      // Nothing in cur/ or new/ and no dovecot-uidlist change since the last scan:
+      // only the index may have grown (another process's records).
+      const records = this.index.records;
+      const ino = this.#indexIno;
+      const usable = await this.#refreshIndex();
+      if (usable && records === this.index.records && ino === this.#indexIno && this.index.uidValidity === uidlist.uidValidity) {
+        if (this.keywords.slots.join('\n') !== this.#viewKeywords) this.#rebuildView();
+        this.#lastScan = last;
+        return;
+      }
+    }
     let uidlistChanged = false;
     if (uidlist === undefined) {
       await stat(join(this.path, 'cur')).catch((error: unknown) => {
@@ -361,7 +464,7 @@ export class Folder {
     for (let attempt = 0; ; attempt++) {
       found = new Map();
       let raced = false;
-      for (const name of await this.#listDir('cur')) found.set(parseFilename(name).base, { dir: 'cur', name });
+      for (const name of await this.#listDir('cur')) found.set(baseOfName(name), { dir: 'cur', name });
       for (const name of await this.#listDir('new')) {
         const base = parseFilename(name).base;
         if (found.has(base)) continue;
@@ -413,7 +516,7 @@ export class Folder {
     for (const r of records) {
       present.add(r.uid);
       const file = this.files.get(r.uid)!;
-      const info = sortInfo(parseFilename(file.name).info);
+      const info = sortInfo(infoOfName(file.name));
       const indexed = this.index.messages.get(r.uid);
       // One copy of each base name in memory (the uidlist's), not one per structure holding it.
       if (indexed !== undefined && indexed.base === r.base) indexed.base = r.base;
@@ -443,6 +546,24 @@ export class Folder {
     await this.#appendIndex(out);
     await this.#maybeCompact();
     this.#rebuildView();
+    // The next sync may skip the scan while both directories keep these mtimes, when they are
+    // old enough that a change could not have kept them: more than the coarsest mtime
+    // granularity (2 s, FAT; ext4 and XFS are finer) before this scan began.
+    if (dirMtimes !== undefined) {
+      const trusted = Math.max(dirMtimes.cur, dirMtimes.new) < scanStart - MTIME_TRUST_MS;
+      this.#lastScan = { ...dirMtimes, trusted };
+    }
+  }
+
+  /** mtimes of cur/ and new/ (undefined when one is missing: the scan reports that). */
+  async #dirMtimes(): Promise<{ cur: number; new: number } | undefined> {
+    try {
+      const [cur, fresh] = await Promise.all([stat(join(this.path, 'cur')), stat(join(this.path, 'new'))]);
+      return { cur: cur.mtimeMs, new: fresh.mtimeMs };
+    } catch (error) {
+      if (errno(error) === 'ENOENT') return undefined;
+      throw error;
+    }
   }
 
   async #describeFile(uid: number, file: { dir: 'cur' | 'new'; name: string }, info: string, modSeq: number): Promise<IndexRecord> {
@@ -558,7 +679,7 @@ export class Folder {
     return sortInfo(letters);
   }
 
-  #meta(m: IndexedMessage): FolderMessage {
+  #meta(m: IndexedMessage, previous?: FolderMessage): FolderMessage {
     const file = this.files.get(m.uid)!;
     return {
       uid: m.uid,
@@ -566,7 +687,8 @@ export class Folder {
       flags: this.flagsOf(m.info),
       internalDate: m.internalDate,
       size: m.size,
-      emailId: emailIdOf(m.base),
+      // The EMAILID depends on the base name only: not hashed again for a flag change.
+      emailId: previous !== undefined && previous.base === m.base ? previous.emailId : emailIdOf(m.base),
       dir: file.dir,
       file: file.name,
       base: m.base,
@@ -599,7 +721,7 @@ export class Folder {
       const meta =
         old !== undefined && old.modSeq === m.modSeq && old.info === m.info && old.file === file.name && old.dir === file.dir && old.base === m.base && old.size === m.size && old.internalDate === m.internalDate
           ? old
-          : this.#meta(m);
+          : this.#meta(m, old ?? this.#viewByUid.get(uid));
       view.push(meta);
       byUid.set(uid, meta);
     }
@@ -763,7 +885,8 @@ export class Folder {
     for (const f of files) await unlink(f.tmp.tmpPath).catch(() => undefined);
     const list = this.uidlist!;
     const first = list.nextUid;
-    await this.#writeUidlist({ ...list, nextUid: first + files.length, records: [...list.records, ...files.map((f, k) => ({ uid: first + k, extensions: [], base: f.base }))] });
+    const added: UidlistRecord[] = files.map((f, k) => ({ uid: first + k, extensions: [], base: f.base }));
+    await this.#appendUidlist({ ...list, nextUid: first + files.length, records: [...list.records, ...added] }, added);
     let modSeq = this.index.highestModSeq;
     const records: IndexRecord[] = files.map((f, k) => {
       this.files.set(first + k, { dir: f.dir, name: f.name });
@@ -777,7 +900,8 @@ export class Folder {
   async #register(base: string, file: { dir: 'cur' | 'new'; name: string }, info: string, size: number, internalDate: number, structure: MessageStructure | undefined): Promise<FolderMessage> {
     const list = this.uidlist!;
     const uid = list.nextUid;
-    await this.#writeUidlist({ ...list, nextUid: uid + 1, records: [...list.records, { uid, extensions: [], base }] });
+    const added: UidlistRecord = { uid, extensions: [], base };
+    await this.#appendUidlist({ ...list, nextUid: uid + 1, records: [...list.records, added] }, [added]);
     this.files.set(uid, file);
     const record: IndexRecord = { t: 'A', u: uid, m: this.index.highestModSeq + 1, i: info, s: size, d: internalDate, b: base, ...(structure ? { st: structure } : {}), w: this.#ctx.writerId };
     await this.#appendIndex([record]);

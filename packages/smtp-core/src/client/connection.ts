@@ -12,11 +12,13 @@ import type { SmtpErrorCode } from '../errors.js';
 import type { SmtpClientLimits } from '../limits.js';
 import { resolveSmtpClientLimits } from '../limits.js';
 import type { EsmtpParams } from '../codec/command-encoder.js';
-import { encodeCommand, encodeOrcpt, encodeXtext, isAscii } from '../codec/command-encoder.js';
-import type { SmtpCapabilities, SmtpReply } from '../codec/reply-parser.js';
+import { encodeCommand, encodeOrcpt, isAscii } from '../codec/command-encoder.js';
+import { encodeXtext } from '../codec/xtext.js';
+import type { SmtpCapabilities } from '../codec/reply-parser.js';
+import type { SmtpReply } from '../codec/reply.js';
 import type { ClientCommand } from '../codec/command-encoder.js';
 import { SmtpClientSession } from './session.js';
-import type { ReplyTo } from './session.js';
+import type { ClientReplyTo } from './session.js';
 import type { MessageBody } from './body.js';
 import { bodyChunks, bodyHas8Bit, CrlfNormalizer, knownBodySize } from './body.js';
 
@@ -45,7 +47,7 @@ export interface ClientTransport {
 /** How to use TLS: `implicit` (port 465), `starttls` (required), `opportunistic` (if offered), `none`. */
 export type SmtpSecureMode = 'implicit' | 'starttls' | 'opportunistic' | 'none';
 
-export interface SmtpAuthOptions {
+export interface SmtpClientAuthOptions {
   readonly username?: string;
   readonly password?: Secret<string>;
   /** OAuth 2.0 access token, for XOAUTH2 / OAUTHBEARER. */
@@ -64,7 +66,7 @@ export interface SmtpClientConnectionOptions {
   readonly lmtp?: boolean;
   /** Default `'none'` here; the transport says whether it is already TLS. */
   readonly secure?: SmtpSecureMode;
-  readonly auth?: SmtpAuthOptions;
+  readonly auth?: SmtpClientAuthOptions;
   /** Use BDAT when the server offers CHUNKING (RFC 3030). Default true. */
   readonly chunking?: boolean;
   /** Group commands when the server offers PIPELINING (RFC 2920). Default true. */
@@ -99,7 +101,7 @@ export interface RecipientOptions {
   readonly orcpt?: string;
 }
 
-export interface Envelope {
+export interface SendEnvelope {
   /** Reverse path; `''` for the null sender `<>` of bounces. */
   readonly from: string;
   readonly to: readonly (string | RecipientOptions)[];
@@ -163,6 +165,9 @@ function keepsConnection(err: unknown): boolean {
     case 'ERR_SMTP_CLIENT_STARTTLS_UNAVAILABLE':
       return true;
     case 'ERR_SMTP_CLIENT_MALFORMED_REPLY':
+    case 'ERR_SMTP_CLIENT_CONNECTION':
+    case 'ERR_SMTP_CLIENT_TIMEOUT':
+    case 'ERR_SMTP_CLIENT_ABORTED':
       return false;
     default:
       return err.side === 'remote' && err.serverReply !== undefined;
@@ -213,6 +218,12 @@ export class SmtpClientConnection implements AsyncDisposable {
       allowBareLf: options.allowBareLf === true,
     });
     if (transport.secure) this.#session.markSecure();
+    // Aborting also ends an idle connection, not only a wait in progress.
+    options.signal?.addEventListener(
+      'abort',
+      () => this.#fail(new SmtpClientError('ERR_SMTP_CLIENT_ABORTED', 'aborted', { side: 'none', cause: options.signal?.reason })),
+      { once: true },
+    );
   }
 
   /**
@@ -314,7 +325,7 @@ export class SmtpClientConnection implements AsyncDisposable {
     await this.#hello();
   }
 
-  async #authenticate(auth: SmtpAuthOptions): Promise<void> {
+  async #authenticate(auth: SmtpClientAuthOptions): Promise<void> {
     const offered = this.#session.capabilities?.authMechanisms ?? [];
     const channelBinding = this.#transport.channelBinding?.();
     const wanted =
@@ -396,7 +407,7 @@ export class SmtpClientConnection implements AsyncDisposable {
    * one recipient got the message; rejects with an `SmtpClientError`
    * otherwise. Calls queue up: the connection carries one message at a time.
    */
-  send(envelope: Envelope, body: MessageBody): Promise<SendResult> {
+  send(envelope: SendEnvelope, body: MessageBody): Promise<SendResult> {
     return this.#exclusive(() => this.#send(envelope, body));
   }
 
@@ -433,7 +444,7 @@ export class SmtpClientConnection implements AsyncDisposable {
     this.close();
   }
 
-  async #send(envelope: Envelope, body: MessageBody): Promise<SendResult> {
+  async #send(envelope: SendEnvelope, body: MessageBody): Promise<SendResult> {
     const caps = this.#session.capabilities;
     if (caps === undefined) throw new SmtpClientError('ERR_SMTP_CLIENT_STATE', 'send before the session was opened', { side: 'local' });
     const recipients = envelope.to.map((r) => (typeof r === 'string' ? { address: r } : r));
@@ -489,7 +500,7 @@ export class SmtpClientConnection implements AsyncDisposable {
     for (const c of commands) encodeCommand(c, encodeOptions); // validate all before the session commits to any
     this.#transactions++;
 
-    const timeoutFor = (to: ReplyTo): number =>
+    const timeoutFor = (to: ClientReplyTo): number =>
       to === 'MAIL' ? this.#limits.mailTimeoutMs : to === 'RCPT' ? this.#limits.rcptTimeoutMs : to === 'DATA' ? this.#limits.dataInitiationTimeoutMs : this.#limits.commandTimeoutMs;
 
     const results: { address: string; reply: SmtpReply }[] = [];
@@ -657,6 +668,9 @@ export class SmtpClientConnection implements AsyncDisposable {
   /** Run `fn` after every earlier operation; a failed connection refuses new work. */
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {
     const run = async (): Promise<T> => {
+      if (SmtpClientError.isInstance(this.#failure) && this.#failure.code === 'ERR_SMTP_CLIENT_ABORTED') {
+        throw new SmtpClientError('ERR_SMTP_CLIENT_ABORTED', 'the connection was aborted', { side: 'none', cause: this.#options.signal?.reason });
+      }
       if (this.#failure !== undefined) {
         throw new SmtpClientError('ERR_SMTP_CLIENT_STATE', `the connection failed earlier: ${this.#failure.message}`, { side: 'local', cause: this.#failure });
       }
@@ -699,13 +713,19 @@ export class SmtpClientConnection implements AsyncDisposable {
   }
 
   /** The next reply, which must answer `to`. Protocol errors, timeouts and a closed connection reject. */
-  async #reply(to: ReplyTo, timeoutMs: number): Promise<SmtpReply> {
+  async #reply(to: ClientReplyTo, timeoutMs: number): Promise<SmtpReply> {
     for (;;) {
       const ev = this.#session.nextEvent();
       if (ev !== undefined) {
         if (ev.type === 'error') throw ev.error;
         if (ev.to !== to) {
           throw new SmtpClientError('ERR_SMTP_CLIENT_STATE', `internal: expected the reply to ${to}, got one to ${ev.to}`, { side: 'local' });
+        }
+        // RFC 5321 §3.8: 421 means the server is closing the channel; whatever else was pipelined will not be answered.
+        if (ev.reply.code === 421 && to !== 'greeting' && to !== 'QUIT') {
+          const error = replyError('ERR_SMTP_CLIENT_CONNECTION', `the server is closing the connection (reply to ${to})`, ev.reply);
+          this.#fail(error);
+          throw error;
         }
         return ev.reply;
       }

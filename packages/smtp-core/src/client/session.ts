@@ -12,11 +12,12 @@ import { DataEncoder } from '@pigeonpost/wire';
 import { SmtpClientError } from '../errors.js';
 import type { ClientCommand, EncodeCommandOptions } from '../codec/command-encoder.js';
 import { encodeCommand, encodeSaslLine } from '../codec/command-encoder.js';
-import type { ReplyParserOptions, SmtpReply } from '../codec/reply-parser.js';
+import type { ReplyParserOptions } from '../codec/reply-parser.js';
+import type { SmtpReply } from '../codec/reply.js';
 import { ReplyParser, SmtpCapabilities } from '../codec/reply-parser.js';
 
 /** What a reply answers: a command name, the greeting, a SASL step, or the end of the message data. */
-export type ReplyTo = ClientCommand['name'] | 'greeting' | 'sasl' | 'data-end';
+export type ClientReplyTo = ClientCommand['name'] | 'greeting' | 'sasl' | 'data-end';
 
 /**
  * Where the session stands, as far as the commands sent so far go:
@@ -26,7 +27,7 @@ export type ReplyTo = ClientCommand['name'] | 'greeting' | 'sasl' | 'data-end';
 export type ClientPhase = 'greeting' | 'connected' | 'ready' | 'mail' | 'body' | 'closed';
 
 export type ClientSessionEvent =
-  | { readonly type: 'reply'; readonly to: ReplyTo; readonly reply: SmtpReply }
+  | { readonly type: 'reply'; readonly to: ClientReplyTo; readonly reply: SmtpReply }
   | { readonly type: 'error'; readonly error: SmtpClientError };
 
 export interface SmtpClientSessionOptions extends ReplyParserOptions {
@@ -42,7 +43,7 @@ export class SmtpClientSession {
   readonly lmtp: boolean;
   readonly #parser: ReplyParser;
   /** What each reply still owed answers, oldest first. */
-  readonly #owed: ReplyTo[] = ['greeting'];
+  readonly #owed: ClientReplyTo[] = ['greeting'];
   #phase: ClientPhase = 'greeting';
   #capabilities: SmtpCapabilities | undefined;
   #acceptedRecipients = 0;
@@ -62,7 +63,7 @@ export class SmtpClientSession {
     return this.#capabilities;
   }
   /** Replies still owed by the server. */
-  get owed(): readonly ReplyTo[] {
+  get owed(): readonly ClientReplyTo[] {
     return this.#owed;
   }
   /** Recipients accepted in the current transaction (each owes a reply after the data in LMTP). */
@@ -99,7 +100,7 @@ export class SmtpClientSession {
     return { type: 'reply', to, reply: ev.reply };
   }
 
-  #update(to: ReplyTo, reply: SmtpReply): void {
+  #update(to: ClientReplyTo, reply: SmtpReply): void {
     const ok = reply.code >= 200 && reply.code < 300;
     switch (to) {
       case 'greeting':
@@ -180,7 +181,7 @@ export class SmtpClientSession {
   }
 
   /** In LMTP, BDAT LAST and the final "." owe one reply per accepted recipient (RFC 2033 §4.2). */
-  #owedAfterData(first: ReplyTo): void {
+  #owedAfterData(first: ClientReplyTo): void {
     if (!this.lmtp) return;
     // The first reply is already owed (as `first`); the others follow it.
     for (let i = 1; i < this.#acceptedRecipients; i++) this.#owed.push(first);

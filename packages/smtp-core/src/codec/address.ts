@@ -41,7 +41,7 @@ export type AddressParseResult =
 
 // RFC 5322 §3.2.3 atext.
 const ATEXT = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]$/;
-const NON_ASCII = /[^\x00-\x7f]/;
+const NON_ASCII = /[^\p{ASCII}]/u;
 
 /** RFC 5321 §4.5.3.1.1–3: local part 64 octets, domain 255, path 256 (brackets included). */
 export const MAX_LOCAL_PART_OCTETS = 64;

@@ -8,6 +8,7 @@
  * `SmtpClientError` `ERR_SMTP_CLIENT_INVALID_ARGUMENT` (side `'local'`).
  */
 import { SmtpClientError } from '../errors.js';
+import { encodeXtext } from './xtext.js';
 
 /** ESMTP parameters of MAIL or RCPT: `{ SIZE: '1000', SMTPUTF8: true }`. `true` sends the keyword alone. */
 export type EsmtpParams = Readonly<Record<string, string | true | undefined>>;
@@ -87,42 +88,6 @@ export function checkMailbox(address: string, options: EncodeCommandOptions = {}
     for (const part of local.split('.')) if (!atom.test(part)) return `invalid local part ${JSON.stringify(local)}`;
   }
   return checkDomain(domain, allowUtf8);
-}
-
-/**
- * RFC 3461 §4 xtext: every byte of the UTF-8 form outside "!".."~", and "+"
- * and "=", becomes "+" and two upper-case hex digits.
- */
-export function encodeXtext(text: string): string {
-  let out = '';
-  for (const byte of utf8.encode(text)) {
-    if (byte >= 0x21 && byte <= 0x7e && byte !== 0x2b && byte !== 0x3d) out += String.fromCharCode(byte);
-    else out += `+${byte.toString(16).toUpperCase().padStart(2, '0')}`;
-  }
-  return out;
-}
-
-/** Decode RFC 3461 xtext (for tests and servers); `undefined` when malformed. */
-export function decodeXtext(xtext: string): string | undefined {
-  const bytes: number[] = [];
-  for (let i = 0; i < xtext.length; i++) {
-    const c = xtext.charCodeAt(i);
-    if (c === 0x2b) {
-      const hex = xtext.slice(i + 1, i + 3);
-      if (!/^[0-9A-F]{2}$/.test(hex)) return undefined;
-      bytes.push(parseInt(hex, 16));
-      i += 2;
-    } else if (c >= 0x21 && c <= 0x7e && c !== 0x3d) {
-      bytes.push(c);
-    } else {
-      return undefined;
-    }
-  }
-  try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(new Uint8Array(bytes));
-  } catch {
-    return undefined;
-  }
 }
 
 /**

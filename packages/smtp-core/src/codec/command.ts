@@ -80,6 +80,7 @@ export function parseCommand(line: string, context: CommandParseContext = {}): C
       // RFC 5321 §4.1.1.1: Domain or address-literal. Servers must not refuse
       // a mismatching name (§4.1.4), so any single printable token is taken.
       const domain = args.trim();
+      // eslint-disable-next-line no-control-regex -- refusing control characters is the point
       if (domain === '' || /[\s\x00-\x1f\x7f]/.test(domain)) return fail(verb, 'syntax', 501, '5.5.4', `Syntax: ${verb} hostname`);
       return { ok: true, command: { verb, domain } };
     }

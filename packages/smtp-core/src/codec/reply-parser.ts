@@ -9,23 +9,19 @@
  * CVE-2011-0411's mirror on the client side), so `next()` never reads past
  * the reply it returns.
  *
+ * Replies are `SmtpReply` values (`./reply.ts`, shared with the server):
+ * `code`, `enhanced` (RFC 3463, from the first line, when the server sent
+ * one) and the text of each `lines` entry without the code, separator and
+ * enhanced code; control characters in the text become `?`.
+ *
  * A server mistake is an `error` event carrying an `SmtpClientError`
  * (`ERR_SMTP_CLIENT_MALFORMED_REPLY`, side `'remote'`); nothing here throws.
  */
 import { LineFramer } from '@pigeonpost/wire';
 import type { LineFramerEvent } from '@pigeonpost/wire';
 import { SmtpClientError } from '../errors.js';
-import type { SmtpServerReply } from '../errors.js';
+import type { SmtpReply } from './reply.js';
 import { defaultSmtpClientLimits } from '../limits.js';
-
-/** One complete server reply. */
-export interface SmtpReply extends SmtpServerReply {
-  readonly code: number;
-  /** RFC 3463 enhanced status code (`'2.1.5'`) from the first line, when the server sent one (RFC 2034). */
-  readonly enhanced: string | undefined;
-  /** Text of each line: without the code, the separator and the enhanced code. Control characters become `?`. */
-  readonly lines: readonly string[];
-}
 
 export type ReplyParserEvent =
   | { readonly type: 'reply'; readonly reply: SmtpReply }
@@ -178,12 +174,6 @@ export function parseReplies(input: Uint8Array, options?: ReplyParserOptions): R
   const parser = new ReplyParser(options);
   parser.push(input);
   return [...parser];
-}
-
-/** Format a reply as the server sent it (CRLF line endings), for logs and tests. */
-export function formatReply(reply: SmtpReply): string {
-  const enhanced = reply.enhanced === undefined ? '' : `${reply.enhanced} `;
-  return reply.lines.map((line, i) => `${reply.code}${i === reply.lines.length - 1 ? ' ' : '-'}${enhanced}${line}\r\n`).join('');
 }
 
 // RFC 5321 §4.1.1.1: ehlo-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-").

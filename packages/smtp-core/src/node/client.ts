@@ -65,6 +65,7 @@ class SocketTransport implements ClientTransport {
     readonly logger: Logger,
     readonly clock: Clock,
     readonly signal: AbortSignal | undefined,
+    readonly handshakeTimeoutMs: number,
   ) {
     this.#socket = socket;
     this.#secure = secure;
@@ -144,7 +145,7 @@ class SocketTransport implements ClientTransport {
       bufferedPlaintext: discardedBytes,
       logger: this.logger,
       clock: this.clock,
-      timeoutMs: defaultSmtpClientLimits.connectTimeoutMs,
+      timeoutMs: this.handshakeTimeoutMs,
       ...(this.signal === undefined ? {} : { signal: this.signal }),
     });
     this.#socket = socket;
@@ -250,7 +251,7 @@ export class SmtpClient extends SmtpClientConnection {
       socket = await connectPlain(options.host, port, options.localAddress, connectTimeoutMs, clock, options.signal);
     }
     const startTlsConfig = secure === 'starttls' || secure === 'opportunistic' ? createClientTlsOptions(tlsConfig) : {};
-    const transport = new SocketTransport(socket, secure === 'implicit', startTlsConfig, logger, clock, options.signal);
+    const transport = new SocketTransport(socket, secure === 'implicit', startTlsConfig, logger, clock, options.signal, connectTimeoutMs);
     const hostname = os.hostname();
     const name = options.name ?? (hostname.includes('.') ? hostname : addressLiteral(socket.localAddress));
     const client = new SmtpClient(transport, { ...options, secure, clock, name, host: options.host, port });

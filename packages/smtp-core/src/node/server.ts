@@ -17,6 +17,9 @@ import { createSmtpServerSession } from '../server/session.js';
 import type { SmtpServerSession } from '../server/session.js';
 import type { SmtpServerSessionOptions } from '../server/types.js';
 
+/** How long a closed session's socket may wait for the peer to close its side. */
+const GOODBYE_TIMEOUT_MS = 5000;
+
 export interface SmtpServerOptions extends Omit<SmtpServerSessionOptions, 'clock'>, Partial<SmtpListenerLimits> {
   /**
    * TLS options (from wire's `createServerTlsOptions`). With `secure: false`
@@ -111,9 +114,20 @@ export function createSmtpServer(options: SmtpServerOptions): SmtpServer {
         },
         close: () => {
           current.end();
+          // A peer that never closes its side must not keep the socket (wire's goodbyeTimeoutMs default).
+          const s = current;
+          clock.setTimeout(() => s.destroy(), GOODBYE_TIMEOUT_MS);
         },
-        pause: () => current.pause(),
-        resume: () => current.resume(),
+        // The session is busy (a hook, or the body consumer lags): stop reading,
+        // and stop the idle clock — the client is waiting for us, not idle.
+        pause: () => {
+          current.pause();
+          connection.setIdleTimeout(0);
+        },
+        resume: () => {
+          connection.setIdleTimeout(limits.idleTimeoutMs);
+          current.resume();
+        },
       },
       {
         id: connection.id,

@@ -10,7 +10,7 @@ export class BodyStream implements AsyncIterable<Uint8Array> {
   private readonly queue: Uint8Array[] = [];
   private queuedBytes = 0;
   private ended = false;
-  private error: unknown = undefined;
+  private error: Error | undefined = undefined;
   private detached = false;
   private iterating = false;
   private wake: (() => void) | undefined;
@@ -40,7 +40,7 @@ export class BodyStream implements AsyncIterable<Uint8Array> {
   }
 
   /** The body failed (too large, bare line ending, timeout, connection lost): the iterator throws `error`. */
-  fail(error: unknown): void {
+  fail(error: Error): void {
     if (this.ended) return;
     this.error = error;
     this.ended = true;

@@ -114,6 +114,7 @@ export class SmtpServerSession {
   private readonly input: Uint8Array[] = [];
   private out = '';
   private running = false;
+  private sleeping = 0;
   private paused = false;
   private shuttingDown = false;
   private idleWaiters: (() => void)[] = [];
@@ -225,6 +226,7 @@ export class SmtpServerSession {
     this.framer = this.newFramer();
     this.input.length = 0;
     this.phase = 'command';
+    this.paused = false; // a new socket, reading from the start
     void this.run();
   }
 
@@ -248,6 +250,16 @@ export class SmtpServerSession {
     this.transfer?.body.fail(serverErr('ERR_SMTP_DATA_TIMEOUT', 421, '4.4.2', 'Timeout'));
     this.reply({ code: 421, enhanced: '4.4.2', text: `${this.hostname} Idle timeout, closing connection` });
     this.closeSession();
+  }
+
+  /** True while input is being handled or a hook is awaited. */
+  get busy(): boolean {
+    return this.running;
+  }
+
+  /** True while the session waits on its clock (AUTH failure delay, greeting delay). */
+  get waitingForClock(): boolean {
+    return this.sleeping > 0;
   }
 
   /** Resolves when every byte received so far has been handled and no hook is running. For tests. */
@@ -276,7 +288,8 @@ export class SmtpServerSession {
     } finally {
       this.running = false;
       this.flush();
-      if (this.paused && this.phase !== 'closed') {
+      // Not during a STARTTLS handshake: the plain socket belongs to TLS now.
+      if (this.paused && this.phase !== 'closed' && this.phase !== 'tls') {
         this.paused = false;
         this.transport.resume();
       }
@@ -456,8 +469,7 @@ export class SmtpServerSession {
     const { from, params } = command;
     // RFC 6531 §3.4: UTF-8 addresses only with the SMTPUTF8 parameter (the parser enforced it).
     let positive: void | SmtpHookReply = undefined;
-    let ok = true;
-    ok = await this.hook(async () => {
+    const ok = await this.hook(async () => {
       positive = await this.options.onMailFrom?.(from, params, this.info);
     }, 451, '4.3.0');
     if (!ok) return;
@@ -581,7 +593,7 @@ export class SmtpServerSession {
       this.reply({ code: 538, enhanced: '5.7.11', text: 'Encryption required for requested authentication mechanism' });
       return;
     }
-    const session = sasl.createSession(command.mechanism as Parameters<SaslServer['createSession']>[0], { tls: this.secure });
+    const session = sasl.createSession(command.mechanism, { tls: this.secure });
     this.saslSession = session;
     this.pause();
     const step = command.initialResponse === undefined ? await session.start() : await session.startEncoded(command.initialResponse);
@@ -975,7 +987,13 @@ export class SmtpServerSession {
   }
 
   private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => this.clock.setTimeout(resolve, ms));
+    this.sleeping++;
+    return new Promise((resolve) =>
+      this.clock.setTimeout(() => {
+        this.sleeping--;
+        resolve();
+      }, ms),
+    );
   }
 
   private newFramer(): LineFramer {
@@ -1001,55 +1019,55 @@ function serverErr(code: SmtpError['code'], reply: number, enhanced: string, tex
 }
 
 function codeOf(error: unknown): string | undefined {
-  return typeof error === 'object' && error !== null && 'code' in error ? String((error as { code: unknown }).code) : undefined;
+  return typeof error === 'object' && error !== null && 'code' in error ? String(error.code) : undefined;
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
-/** True when `chunk` holds a bare CR or bare LF (state carried across chunks). */
+/** True when `chunk` holds a bare CR or bare LF (state carried across chunks). Scans with indexOf: no per-byte JS loop. */
 function hasBareLineEnding(t: Transfer, chunk: Uint8Array): boolean {
-  let prevCr = t.prevCr;
-  for (const b of chunk) {
-    if (b === 10) {
-      if (!prevCr) return true;
-      prevCr = false;
-    } else if (prevCr) {
-      return true; // CR not followed by LF
-    } else {
-      prevCr = b === 13;
-    }
+  if (chunk.length === 0) return false;
+  if (t.prevCr && chunk[0] !== 10) return true; // CR at the end of the last chunk, not followed by LF
+  for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) {
+    if (i === 0 ? !t.prevCr : chunk[i - 1] !== 13) return true;
   }
-  t.prevCr = prevCr;
+  for (let i = chunk.indexOf(13); i !== -1; i = chunk.indexOf(13, i + 1)) {
+    if (i + 1 < chunk.length && chunk[i + 1] !== 10) return true;
+  }
+  t.prevCr = chunk[chunk.length - 1] === 13;
   return false;
 }
 
 /** Turn every bare CR and bare LF into CRLF (state carried across chunks). */
 function normalizeLineEndings(t: Transfer, chunk: Uint8Array): Uint8Array {
-  const out: number[] = [];
-  let changed = false;
+  // Fast path: CRLF-only text is passed on without a copy.
+  if (!t.skipLf && chunk[chunk.length - 1] !== 13 && !containsBare(chunk)) return chunk;
+  const out = Buffer.allocUnsafe(chunk.length * 2);
+  let n = 0;
   for (const b of chunk) {
     if (t.skipLf) {
       t.skipLf = false;
-      if (b === 10) {
-        continue;
-      }
+      if (b === 10) continue; // the LF of a CRLF whose CR was already written as CRLF
     }
     if (b === 13) {
-      out.push(13, 10);
+      out[n++] = 13;
+      out[n++] = 10;
       t.skipLf = true;
-      // A CRLF stays the same bytes; only a bare CR changes them.
-      continue;
+    } else if (b === 10) {
+      out[n++] = 13;
+      out[n++] = 10;
+    } else {
+      out[n++] = b;
     }
-    if (b === 10) {
-      out.push(13, 10);
-      changed = true;
-      continue;
-    }
-    out.push(b);
   }
-  // Bare CRs are detected late (the next byte); compare lengths to decide whether anything changed.
-  if (!changed && out.length === chunk.length) return chunk;
-  return Uint8Array.from(out);
+  return out.subarray(0, n);
+}
+
+/** A bare CR or LF inside one chunk (a CR at its very end is left to the caller). */
+function containsBare(chunk: Uint8Array): boolean {
+  for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) if (i === 0 || chunk[i - 1] !== 13) return true;
+  for (let i = chunk.indexOf(13); i !== -1; i = chunk.indexOf(13, i + 1)) if (i + 1 < chunk.length && chunk[i + 1] !== 10) return true;
+  return false;
 }

@@ -99,26 +99,26 @@ export interface SmtpDataResult {
  */
 export interface SmtpServerHooks {
   /** Before the greeting. Throwing refuses the connection (the reply is sent, then 'close'). */
-  onConnect?(session: SmtpSessionInfo): Promise<void>;
+  readonly onConnect?: (session: SmtpSessionInfo) => Promise<void>;
   /** EHLO/HELO/LHLO. */
-  onEhlo?(hostname: string, session: SmtpSessionInfo): Promise<void>;
+  readonly onEhlo?: (hostname: string, session: SmtpSessionInfo) => Promise<void>;
   /** After a SASL exchange succeeded; throw to refuse this identity anyway. */
-  onAuth?(identity: SaslIdentity, session: SmtpSessionInfo): Promise<void>;
+  readonly onAuth?: (identity: SaslIdentity, session: SmtpSessionInfo) => Promise<void>;
   /** MAIL FROM. */
-  onMailFrom?(from: Mailbox | null, params: MailParams, session: SmtpSessionInfo): Promise<void | SmtpHookReply>;
+  readonly onMailFrom?: (from: Mailbox | null, params: MailParams, session: SmtpSessionInfo) => Promise<void | SmtpHookReply>;
   /**
    * RCPT TO. Without this hook **every recipient is refused** (550 5.7.1): a
    * server accepts mail for nobody until you say for whom (no open relay).
    */
-  onRcptTo?(to: Mailbox, params: RcptParams, envelope: { readonly mailFrom: Mailbox | null; readonly mailParams: MailParams; readonly rcptTo: readonly SmtpRecipient[] }, session: SmtpSessionInfo): Promise<void | SmtpHookReply>;
+  readonly onRcptTo?: (to: Mailbox, params: RcptParams, envelope: { readonly mailFrom: Mailbox | null; readonly mailParams: MailParams; readonly rcptTo: readonly SmtpRecipient[] }, session: SmtpSessionInfo) => Promise<void | SmtpHookReply>;
   /**
    * The message. Read `body` to its end and make the message durable before
    * resolving: the final 250 is sent only after this resolves. Without the
    * hook the body is read and dropped, and the message is refused (554 5.3.0).
    */
-  onData?(envelope: SmtpEnvelope, body: AsyncIterable<Uint8Array>, session: SmtpSessionInfo): Promise<void | SmtpDataResult>;
+  readonly onData?: (envelope: SmtpEnvelope, body: AsyncIterable<Uint8Array>, session: SmtpSessionInfo) => Promise<void | SmtpDataResult>;
   /** The session ended (QUIT, error, peer hung up, shutdown). Errors thrown here are logged. */
-  onClose?(session: SmtpSessionInfo): Promise<void>;
+  readonly onClose?: (session: SmtpSessionInfo) => Promise<void>;
 }
 
 /** SASL set-up: mechanisms and backend (a `SaslServer` of wire), or a ready `SaslServer`. */

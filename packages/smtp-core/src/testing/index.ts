@@ -41,9 +41,8 @@ export async function createSmtpTestSession(options: SmtpTestSessionOptions = {}
   const events: SmtpTestSession['events'] = [];
   let pending = '';
   let closed = false;
-  let session: SmtpServerSession | undefined;
   const connection: SmtpConnectionInfo = { remoteAddress: '192.0.2.1', remotePort: 40000, startTlsAvailable: true, ...options.connection };
-  session = createSmtpServerSession(
+  const session: SmtpServerSession = createSmtpServerSession(
     { ...options, clock },
     {
       write: (bytes) => {
@@ -53,7 +52,7 @@ export async function createSmtpTestSession(options: SmtpTestSessionOptions = {}
       },
       startTls: () => {
         events.push('startTls');
-        if (options.autoTls !== false) queueMicrotask(() => session?.tlsEstablished());
+        if (options.autoTls !== false) queueMicrotask(() => session.tlsEstablished());
       },
       close: () => {
         closed = true;
@@ -73,7 +72,7 @@ export async function createSmtpTestSession(options: SmtpTestSessionOptions = {}
     // the AUTH failure delay, stays busy until the test advances it.
     for (let i = 0; i < 5; i++) {
       await tick();
-      await Promise.race([s.whenIdle(), (async () => { for (let j = 0; j < 50; j++) await tick(); })()]);
+      while (s.busy && !s.waitingForClock) await tick();
     }
   };
   if (!(clock instanceof VirtualClock) || (options.greetingDelayMs ?? 0) === 0) await started;

@@ -2,7 +2,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeData, encodeData } from '@pigeonpost/wire';
 import { SmtpClientError } from '../../src/errors.js';
-import { checkMailbox, decodeXtext, encodeCommand, encodeOrcpt, encodeSaslLine, encodeXtext } from '../../src/codec/command-encoder.js';
+import { checkMailbox, encodeCommand, encodeOrcpt, encodeSaslLine } from '../../src/codec/command-encoder.js';
+import { decodeXtext, encodeXtext } from '../../src/codec/xtext.js';
 import type { ClientCommand } from '../../src/codec/command-encoder.js';
 import { CrlfNormalizer } from '../../src/client/body.js';
 
@@ -111,7 +112,8 @@ describe('xtext (RFC 3461 §4) and ORCPT', () => {
         const x = encodeXtext(s);
         expect(x).toMatch(/^[\x21-\x3c\x3e-\x7e]*$/);
         if (s.length > 0) expect(text(encodeCommand({ name: 'MAIL', from: '', params: { ENVID: x } }))).toBe(`MAIL FROM:<> ENVID=${x}\r\n`);
-        if (!/[\ud800-\udfff]/.test(s)) expect(decodeXtext(x)).toBe(s);
+        // The shared decoder gives the bytes as Latin-1.
+        if (!/[\ud800-\udfff]/.test(s)) expect(Buffer.from(decodeXtext(x) ?? '', 'latin1').toString('utf8')).toBe(s);
       }),
       { numRuns: 500 },
     );

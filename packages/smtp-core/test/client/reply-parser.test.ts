@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SmtpClientError } from '../../src/errors.js';
-import { formatReply, parseReplies, ReplyParser, SmtpCapabilities, splitEnhancedCode } from '../../src/codec/reply-parser.js';
+import { formatReply } from '../../src/codec/reply.js';
+import { parseReplies, ReplyParser, SmtpCapabilities, splitEnhancedCode } from '../../src/codec/reply-parser.js';
 import type { ReplyParserEvent, ReplyParserOptions } from '../../src/codec/reply-parser.js';
 
 const bytes = (s: string): Buffer => Buffer.from(s, 'utf8');

@@ -383,6 +383,38 @@ S: 221 bye`,
   );
 
   transcript(
+    'without PIPELINING, no DATA after every RCPT failed; the next message starts with RSET',
+    `
+S: 220 mx.example
+C: EHLO client.example
+S: 250 mx.example
+C: MAIL FROM:<a@example.org>
+S: 250 ok
+C: RCPT TO:<b@example.net>
+S: 450 4.3.0 try again
+C: RSET
+S: 250 ok
+C: MAIL FROM:<a@example.org>
+S: 250 ok
+C: RCPT TO:<b@example.net>
+S: 250 ok
+C: DATA
+S: 354 go
+C: x
+C: .
+S: 250 ok
+C: QUIT
+S: 221 bye`,
+    async (client) => {
+      const err = await client.send({ from: 'a@example.org', to: ['b@example.net'] }, 'x').catch((e: unknown) => e);
+      expect((err as SmtpClientError).code).toBe('ERR_SMTP_CLIENT_RECIPIENTS_REJECTED');
+      expect((err as SmtpClientError).replyCode).toBe(450);
+      expect((await client.send({ from: 'a@example.org', to: ['b@example.net'] }, 'x')).pipelined).toBe(false);
+      await client.quit();
+    },
+  );
+
+  transcript(
     'every recipient refused but DATA got 354 anyway: only "." is sent, never the body',
     `${EHLO}
 C: MAIL FROM:<a@example.org> SIZE=6
@@ -420,6 +452,24 @@ S: 221 bye`,
       await client.quit();
     },
   );
+
+  it('421 ends the session: nothing pipelined after it is waited for', async () => {
+    for (const byteByByte of [false, true]) {
+      const transport = new ScriptedTransport(`${EHLO}
+C: MAIL FROM:<a@example.org> SIZE=1
+C: RCPT TO:<b@example.net>
+C: DATA
+S: 421 4.3.2 shutting down
+CLOSE`, byteByByte);
+      const client = await SmtpClientConnection.open(transport, { name: 'client.example', clock: new VirtualClock() });
+      const err = (await client.send({ from: 'a@example.org', to: ['b@example.net'] }, 'x').catch((e: unknown) => e)) as SmtpClientError;
+      expect(err.code).toBe('ERR_SMTP_CLIENT_CONNECTION');
+      expect(err.replyCode).toBe(421);
+      expect(err.enhancedCode).toBe('4.3.2');
+      expect(transport.destroyed).toBe(true);
+      expect(client.closed).toBe(true);
+    }
+  });
 
   transcript(
     'message refused after the data',

@@ -203,7 +203,8 @@ describe('AUTH (RFC 4954)', () => {
   it('PLAIN with "=" (empty initial response) and "*" (cancel)', async () => {
     const t = await open(authOptions);
     await t.send(EHLO);
-    expect(await t.send('AUTH PLAIN =\r\n')).toMatch(/^(334|535|501)/);
+    // "=" is the empty initial response (RFC 4954 §4); an empty PLAIN message is malformed.
+    expect(await t.send('AUTH PLAIN =\r\n')).toBe('501 5.5.2 Malformed authentication response\r\n');
     const t2 = await open(authOptions);
     await t2.send(EHLO);
     await t2.send('AUTH LOGIN\r\n');
@@ -307,23 +308,29 @@ describe('hooks and "nothing lost"', () => {
 
   it('the body streams with backpressure: the session pauses while the consumer lags', async () => {
     let seen = 0;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
     const t = await open({
       onData: async (_env, body) => {
         for await (const chunk of body) {
           seen += chunk.length;
-          await new Promise((r) => setTimeout(r, 1));
+          await gate; // a consumer stuck on its disk
         }
       },
     });
     await t.send(EHLO);
     await t.send('MAIL FROM:<a@client.example>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n');
-    const line = 'x'.repeat(998) + '\r\n';
-    const big = Buffer.from(line.repeat(1024)); // 1 MB in one chunk
-    const events = t.events.length;
-    const out = await t.send(Buffer.concat([big, Buffer.from('.\r\n')]));
-    expect(out).toMatch(/^250 2\.0\.0/);
-    expect(seen).toBe(big.length);
-    expect(t.events.slice(events)).toContain('pause');
+    const piece = Buffer.from(('x'.repeat(998) + '\r\n').repeat(64)); // 64 KB
+    for (let i = 0; i < 16; i++) t.session.receive(piece);
+    t.session.receive(Buffer.from('.\r\n'));
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    // Paused with the body unfinished: the session did not read on to the terminator.
+    expect(t.events.at(-1)).toBe('pause');
+    expect(t.session.currentPhase).toBe('data');
+    expect(seen).toBeLessThan(16 * piece.length);
+    release();
+    expect(await t.send('')).toMatch(/^250 2\.0\.0/);
+    expect(seen).toBe(16 * piece.length);
   });
 
   it('the DATA timeout ends a transfer that trickles (421 4.4.2)', async () => {
@@ -368,6 +375,31 @@ describe('XCLIENT (Postfix), trusted networks only', () => {
     expect(t.session.info.remoteAddress).toBe('203.0.113.7');
     expect(t.session.info.user?.authcid).toBe('alice');
     expect(await t.send('MAIL FROM:<a@client.example>\r\n')).toMatch(/^503/);
+  });
+});
+
+describe('onClose and lenient addresses', () => {
+  it('onClose runs once when the session ends (QUIT, or the peer hanging up)', async () => {
+    const closed: string[] = [];
+    const t = await open({ onClose: (s) => (closed.push(s.id), Promise.resolve()) });
+    await t.send('QUIT\r\n');
+    await t.session.closed;
+    t.session.end();
+    const u = await open({ onClose: (s) => (closed.push(s.id), Promise.resolve()) });
+    u.session.end();
+    await u.session.closed;
+    expect(closed).toEqual([t.session.info.id, u.session.info.id]);
+  });
+
+  it('invalid addresses are refused; the opt-in lenient parser accepts common mistakes', async () => {
+    const strict = await open();
+    await strict.send(EHLO);
+    expect(await strict.send('MAIL FROM:a@client.example\r\n')).toMatch(/^501 5\.1\.7 /);
+    expect(await strict.send('MAIL FROM:<a..b@client.example>\r\n')).toMatch(/^501 5\.1\.7 /);
+    expect(await strict.send('MAIL FROM:<a@client.example>\r\nRCPT TO:<b@[999.1.1.1]>\r\n')).toMatch(/501 5\.1\.3 .*\r\n$/);
+    const lenient = await open({ lenientAddresses: true });
+    await lenient.send(EHLO);
+    expect(await lenient.send('MAIL FROM:a..b@client.example\r\nRCPT TO:<b@[IPv6:2001:db8::1]>\r\n')).toBe('250 2.1.0 Sender OK\r\n550 5.1.1 No such user here\r\n');
   });
 });
 

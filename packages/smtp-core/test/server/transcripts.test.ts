@@ -111,7 +111,75 @@ C: BDAT 0 LAST
 S: 503 5.5.1 Bad sequence of commands
 `;
 
+/** RFC 5321 Appendix D.2-like (a source route, which §3.3 says to ignore) and D.4 (aborted transaction). */
+const d2d4 = `
+S: 220 mx.example.org ESMTP
+C: EHLO foo.com
+S: 250-mx.example.org Hello foo.com [192.0.2.1]
+S: 250-PIPELINING
+S: 250-SIZE 52428800
+S: 250-8BITMIME
+S: 250-SMTPUTF8
+S: 250-ENHANCEDSTATUSCODES
+S: 250-CHUNKING
+S: 250-STARTTLS
+S: 250 HELP
+C: MAIL FROM:<JQP@bar.com>
+S: 250 2.1.0 Sender OK
+C: RCPT TO:<@foo.com,@jkl.org:userc@example.org>
+S: 250 2.1.5 Recipient OK
+C: RSET
+S: 250 2.0.0 Flushed
+C: QUIT
+S: 221 2.0.0 mx.example.org Bye
+`;
+
+/** RFC 4954 §4 example: AUTH PLAIN with an initial response ("test", "test", "1234"), then the empty challenge form. */
+const rfc4954 = `
+S: 220 mx.example.org ESMTP
+C: EHLO client.example
+S: 250-*
+S: 250-PIPELINING
+S: 250-SIZE 52428800
+S: 250-8BITMIME
+S: 250-SMTPUTF8
+S: 250-ENHANCEDSTATUSCODES
+S: 250-CHUNKING
+S: 250-AUTH PLAIN
+S: 250 HELP
+C: AUTH PLAIN dGVzdAB0ZXN0ADEyMzQ=
+S: 235 2.7.0 Authentication successful
+C: MAIL FROM:<test@example.org>
+C: RCPT TO:<a@example.org>
+C: DATA
+S: 250 2.1.0 Sender OK
+S: 250 2.1.5 Recipient OK
+S: 354 End data with <CR><LF>.<CR><LF>
+C: x
+C: .
+S: 250 2.0.0 Message accepted
+`;
+
+const secureAuth = {
+  connection: { secure: true },
+  submission: true,
+  auth: { mechanisms: ['PLAIN' as const], backend: { verifyPassword: ({ authcid, password }: { authcid: string; password: { expose(): string } }) => Promise.resolve(authcid === 'test' && password.expose() === '1234') } },
+};
+
 describe('RFC transcripts', () => {
+  for (const byteByByte of [false, true]) {
+    it(`RFC 5321 D.2/D.4 source route and RSET${byteByByte ? ' (one byte at a time)' : ''}`, async () => {
+      const { expected, actual } = await runSmtpTranscript(d2d4, receiver(), { byteByByte });
+      expect(actual).toEqual(expected);
+    });
+    it(`RFC 4954 AUTH PLAIN${byteByByte ? ' (one byte at a time)' : ''}`, async () => {
+      const store: { envelope: unknown; body: string }[] = [];
+      const { expected, actual } = await runSmtpTranscript(rfc4954, receiver(store, secureAuth), { byteByByte });
+      expect(actual).toEqual(expected);
+      expect(store).toHaveLength(1);
+    });
+  }
+
   for (const [name, transcript, extra] of [
     ['RFC 5321 D.1', d1, 1],
     ['RFC 5321 D.3 VRFY/RSET', d3, 0],

@@ -1,0 +1,145 @@
+// The fast paths added for large folders (bench/store) must agree with the general code.
+import { mkdtemp, readdir, readFile, rename, rm, unlink, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { createMaildirStore } from '../src/maildir/index.js';
+import { baseOfName, infoOfName, parseFilename, sortInfo } from '../src/maildir/filename.js';
+import { crc32, decodeRecords, encodeRecord, encodeRecordAt } from '../src/maildir/index-log.js';
+import type { IndexRecord } from '../src/maildir/index-log.js';
+
+describe('Maildir fast paths', () => {
+  it('baseOfName and infoOfName agree with parseFilename', () => {
+    const names = [
+      '1700000000.M1P1.host',
+      '1700000000.M1P1.host,S=15,W=18',
+      '1700000000.M1P1.host,S=15,W=18:2,',
+      '1700000000.M1P1.host,S=15,W=18:2,FRS',
+      '1700000000.M1P1.host:2,Sab,extra',
+      '1700000000.M1P1.host:1,S',
+      'odd:name:2,S',
+      'x:',
+    ];
+    for (const name of names) {
+      expect(baseOfName(name)).toBe(parseFilename(name).base);
+      expect(infoOfName(name)).toBe(parseFilename(name).info);
+    }
+  });
+
+  it('sortInfo keeps sorted letters and sorts and dedupes the others', () => {
+    for (const [input, out] of [
+      ['', ''],
+      ['S', 'S'],
+      ['FRS', 'FRS'],
+      ['SF', 'FS'],
+      ['SS', 'S'],
+      ['baS', 'Sab'],
+    ]) expect(sortInfo(input!)).toBe(out);
+  });
+
+  it('leaves an add record’s structure in the log and says where it is', () => {
+    const st = { version: 1, size: 3, virtualSize: 3, root: { kind: 'text', note: 'a "quoted" ,"st": value' } };
+    const records: IndexRecord[] = [
+      { t: 'H', v: 1, uv: 7, floor: 1 },
+      { t: 'A', u: 1, m: 2, i: 'S', s: 3, d: 4, b: 'base,S=3,W=3', st: st as never, w: 'abc' },
+      { t: 'A', u: 2, m: 3, i: '', s: 3, d: 4, b: 'other' },
+      { t: 'F', u: [1], m: 4, i: ['FS'] },
+    ];
+    const data = Buffer.concat(records.map(encodeRecord));
+    // A whole-line reader sees the same records.
+    expect(decodeRecords(data).records).toEqual(records);
+    const lazy = decodeRecords(data, { lazyStructures: true });
+    expect(lazy.stop).toBe('end');
+    const { st: _st, ...withoutSt } = records[1] as { st: unknown };
+    expect(lazy.records[1]).toEqual(withoutSt);
+    const at = lazy.structures?.[1];
+    expect(at).toBeDefined();
+    expect(JSON.parse(data.toString('utf8', at![0], at![0] + at![1]))).toEqual(st);
+    expect(lazy.structures?.[0]).toBeUndefined();
+    expect(lazy.structures?.[2]).toBeUndefined();
+    // encodeRecordAt gives the same place within the record's own bytes.
+    const first = encodeRecord(records[0]!).length;
+    const one = encodeRecordAt(records[1]!);
+    expect(one.structure?.[0]! + first).toBe(at![0]);
+    expect(one.structure?.[1]).toBe(at![1]);
+  });
+
+  it('reads a record written with the structure before other fields whole', () => {
+    const json = Buffer.from('{"t":"A","u":1,"m":2,"i":"","s":3,"d":4,"b":"x","st":{"version":1},"w":"abc"}');
+    const line = Buffer.concat([Buffer.from(`${crc32(json).toString(16).padStart(8, '0')} `), json, Buffer.from('\n')]);
+    const lazy = decodeRecords(Buffer.concat([encodeRecord({ t: 'H', v: 1, uv: 1, floor: 1 }), line]), { lazyStructures: true });
+    expect(lazy.stop).toBe('end');
+    expect(lazy.records[1]).toEqual({ t: 'A', u: 1, m: 2, i: '', s: 3, d: 4, b: 'x', st: { version: 1 }, w: 'abc' });
+    expect(lazy.structures?.[1]).toBeUndefined();
+  });
+
+  it('a sync that skips the scan of old directories still sees every change another program makes', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'pp-fast-'));
+    const store = createMaildirStore({ root, fsync: false });
+    try {
+      await store.createUser('tim', { mailboxes: [] });
+      for (let i = 0; i < 3; i++) await store.deliver({ user: 'tim', body: Buffer.from(`Subject: ${i}\r\n\r\nbody\r\n`) });
+      const maildir = join(root, 'tim', 'Maildir');
+      const h = await (await store.user('tim')).open('INBOX');
+      const age = async (): Promise<void> => {
+        const past = new Date(Date.now() - 60_000);
+        for (const d of ['cur', 'new']) await utimes(join(maildir, d), past, past);
+        await h.sync(); // a full scan of old directories: the next sync may skip it
+        expect((await h.sync()).flagsChanged).toEqual([]);
+      };
+      await age();
+      // Another program (Dovecot) flags message 1 by renaming its file.
+      const [first] = (await readdir(join(maildir, 'cur'))).sort();
+      await rename(join(maildir, 'cur', first!), join(maildir, 'cur', first!.replace(/:2,.*$/, ':2,F')));
+      expect((await h.sync()).flagsChanged.map((m) => m.flags)).toEqual([['\\Flagged']]);
+      await age();
+      // Another program delivers into new/.
+      await writeFile(join(maildir, 'new', '1700000000.M1P1.other'), 'Subject: x\n\nhi\n');
+      expect((await h.sync()).added.map((m) => m.uid)).toEqual([4]);
+      await age();
+      // Another program expunges message 2.
+      const second = (await readdir(join(maildir, 'cur'))).find((n) => !n.startsWith(first!.replace(/:2,.*$/, '')) && !n.includes('.other'))!;
+      await unlink(join(maildir, 'cur', second));
+      expect((await h.sync()).expunged.length).toBe(1);
+      await age();
+      // dovecot-uidlist and the view agree on the three messages left.
+      const uidlist = await readFile(join(maildir, 'dovecot-uidlist'), 'utf8');
+      expect(uidlist.split('\n').slice(1).filter((l) => /^\d+ /.test(l)).length).toBe(3);
+      expect(h.messages().length).toBe(3);
+      await h.close();
+    } finally {
+      await store.close();
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('appends new UIDs to dovecot-uidlist in place, and a fresh reader agrees', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'pp-fast-'));
+    const store = createMaildirStore({ root, fsync: false });
+    try {
+      await store.createUser('tim', { mailboxes: [] });
+      const uids = [];
+      for (let i = 0; i < 5; i++) uids.push((await store.deliver({ user: 'tim', body: Buffer.from(`Subject: ${i}\r\n\r\nbody\r\n`) })).uid);
+      expect(uids).toEqual([1, 2, 3, 4, 5]);
+      // A torn append (a crash mid-write) is cut off before the next one.
+      const path = join(root, 'tim', 'Maildir', 'dovecot-uidlist');
+      await writeFile(path, (await readFile(path, 'utf8')) + '6 :torn', { flag: 'w' });
+      const again = createMaildirStore({ root, fsync: false });
+      try {
+        expect((await again.deliver({ user: 'tim', body: Buffer.from('Subject: 6\r\n\r\nbody\r\n') })).uid).toBe(6);
+        const lines = (await readFile(path, 'utf8')).split('\n');
+        expect(lines.slice(1).filter((l) => /^\d+ /.test(l)).map((l) => Number(l.split(' ')[0]))).toEqual([1, 2, 3, 4, 5, 6]);
+        expect(lines.some((l) => l.includes('torn'))).toBe(false);
+        const h = await (await again.user('tim')).open('INBOX');
+        expect(h.messages().map((m) => m.uid)).toEqual([1, 2, 3, 4, 5, 6]);
+        expect(h.status.uidNext).toBe(7);
+        await h.close();
+      } finally {
+        await again.close();
+      }
+    } finally {
+      await store.close();
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+});
