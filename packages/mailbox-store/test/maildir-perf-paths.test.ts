@@ -60,7 +60,8 @@ describe('Maildir fast paths', () => {
     // encodeRecordAt gives the same place within the record's own bytes.
     const first = encodeRecord(records[0]!).length;
     const one = encodeRecordAt(records[1]!);
-    expect(one.structure?.[0]! + first).toBe(at![0]);
+    expect(one.structure).toBeDefined();
+    expect(one.structure![0] + first).toBe(at![0]);
     expect(one.structure?.[1]).toBe(at![1]);
   });
 

@@ -190,7 +190,7 @@ export class Folder {
     let text: string;
     this.#uidlistAt = undefined;
     let at: { ino: number; size: number };
-    let mtimeMs = 0;
+    let mtimeMs: number;
     try {
       const fh = await open(join(this.path, UIDLIST), 'r');
       try {

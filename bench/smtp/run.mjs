@@ -1,0 +1,375 @@
+#!/usr/bin/env node
+/**
+ * bench/smtp: our SMTP server against nodemailer's smtp-server and Postfix's
+ * smtp-sink, side by side in one run, reported as ratios.
+ *
+ *   pnpm build && node bench/smtp/run.mjs [--quick] [--reps 3] [--seconds 2]
+ *     [--only ours,smtp-server,smtp-sink] [--rows source-s1-d,pipe-s1,...] [--sizes 1,100]
+ *     [--prof DIR] [--out bench/smtp/results.json]
+ *
+ * Each server runs in its own child process (a fresh one per row), accepts every
+ * recipient and drains every body. Load: Postfix's smtp-source (HELO, no
+ * pipelining, no TLS) and a load client built on our SmtpClient (PIPELINING,
+ * STARTTLS) running in this process. Per row: each server gets untimed
+ * warm-up runs (which also size its timed runs to about --seconds each), then
+ * --reps timed runs, interleaved across the servers; the median run (by
+ * messages/second) is reported. Server CPU comes from the
+ * child's process.cpuUsage() (smtp-sink: /proc/PID/stat), peak RSS from its
+ * maxRSS (smtp-sink: VmHWM). A benchmark, never a test: not run in CI.
+ */
+import { execFile, fork, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = resolve(here, '../..');
+const { SmtpClient } = await import(join(repo, 'packages/smtp-core/dist/node.js'));
+const { createDevCertificates } = await import(join(repo, 'packages/wire/dist/node.js'));
+
+// ---------------------------------------------------------------------------
+// Options
+
+const ALL_ROWS = ['source-s1-d', 'source-s50-d', 'source-s1', 'source-s50', 'pipe-s1', 'pipe-s50', 'tls-s1', 'tls-s50'];
+const ALL_SERVERS = ['ours', 'smtp-server', 'smtp-sink'];
+
+function parseArgs(argv) {
+  const o = { reps: 3, seconds: 2, warmupSeconds: 1, servers: ALL_SERVERS, rows: ALL_ROWS, sizes: [1, 100], prof: undefined, out: join(here, 'results.json'), quick: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--quick') Object.assign(o, { quick: true, reps: 1, seconds: 0.7, warmupSeconds: 0.3 });
+    else if (a === '--reps') o.reps = Number(argv[++i]);
+    else if (a === '--seconds') o.seconds = Number(argv[++i]);
+    else if (a === '--only') o.servers = argv[++i].split(',');
+    else if (a === '--rows') o.rows = argv[++i].split(',');
+    else if (a === '--sizes') o.sizes = argv[++i].split(',').map(Number);
+    else if (a === '--prof') o.prof = resolve(argv[++i]);
+    else if (a === '--out') o.out = resolve(argv[++i]);
+    else throw new Error(`unknown option ${a}`);
+  }
+  for (const s of o.servers) if (!ALL_SERVERS.includes(s)) throw new Error(`unknown server ${s}`);
+  for (const r of o.rows) if (!ALL_ROWS.includes(r)) throw new Error(`unknown row ${r}`);
+  return o;
+}
+const opts = parseArgs(process.argv.slice(2));
+
+// ---------------------------------------------------------------------------
+// Children: every process we start is tracked and stopped by PID, also on failure.
+
+const children = new Set();
+function track(child) {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+function killAll() {
+  for (const child of children) {
+    try {
+      process.kill(child.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  children.clear();
+}
+process.on('exit', killAll);
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    killAll();
+    process.exit(130);
+  });
+}
+
+const tmp = mkdtempSync(join(os.tmpdir(), 'bench-smtp-'));
+process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
+
+const CLK_TCK = 100; // getconf CLK_TCK on Linux
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const s = net.createServer();
+    s.once('error', fail);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+  });
+}
+
+async function waitForPort(port, deadlineMs = 5000) {
+  const end = Date.now() + deadlineMs;
+  for (;;) {
+    const ok = await new Promise((res) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        res(true);
+      });
+      s.once('error', () => res(false));
+    });
+    if (ok) return;
+    if (Date.now() > end) throw new Error(`port ${port} never opened`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Start one server; returns { port, stats(), stop() }. */
+async function startServer(kind, { tlsFile, profDir }) {
+  if (kind === 'smtp-sink') {
+    const port = await freePort();
+    const child = track(spawn('smtp-sink', ['-u', 'nobody', `127.0.0.1:${port}`, '256'], { stdio: ['ignore', 'ignore', 'inherit'] }));
+    await waitForPort(port);
+    const pid = child.pid;
+    return {
+      port,
+      async stats() {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime
+        const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+        const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+        return { cpuUs: (ticks * 1e6) / CLK_TCK, maxRss: hwm };
+      },
+      async stop() {
+        child.kill('SIGTERM');
+        await exited(child, 2000);
+      },
+    };
+  }
+  const execArgv = profDir && kind === 'ours' ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [];
+  const args = [kind, ...(tlsFile ? ['--tls', tlsFile] : [])];
+  const child = track(fork(join(here, 'server.mjs'), args, { execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }));
+  const port = await new Promise((ok, fail) => {
+    child.once('message', (m) => ok(m.port));
+    child.once('exit', (code) => fail(new Error(`${kind} server exited (${code})`)));
+  });
+  let seq = 0;
+  return {
+    port,
+    stats() {
+      const id = ++seq;
+      return new Promise((ok) => {
+        const onMsg = (m) => {
+          if (m.stats === id) {
+            child.off('message', onMsg);
+            ok(m);
+          }
+        };
+        child.on('message', onMsg);
+        child.send({ stats: id });
+      });
+    },
+    async stop() {
+      child.send({ stop: true });
+      await exited(child, 3000);
+    },
+  };
+}
+
+async function exited(child, ms) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const done = new Promise((ok) => child.once('exit', ok));
+  const t = setTimeout(() => {
+    try {
+      process.kill(child.pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }, ms);
+  await done;
+  clearTimeout(t);
+}
+
+// ---------------------------------------------------------------------------
+// Load
+
+/** A message of `kb` KB: a few headers and 76-column CRLF lines. */
+function makeMessage(kb) {
+  const head = 'From: <a@bench.test>\r\nTo: <b@bench.test>\r\nSubject: bench\r\nMessage-ID: <bench@bench.test>\r\n\r\n';
+  const line = 'abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklm\r\n';
+  let body = head;
+  while (body.length + line.length <= kb * 1024) body += line;
+  return Buffer.from(body);
+}
+
+/** Postfix smtp-source; resolves with the wall time in ms. */
+function runSmtpSource(port, { sessions, perMessage, kb }, count) {
+  const args = ['-s', String(sessions), '-m', String(count), '-l', String(kb * 1024), '-M', 'bench.test', '-f', 'a@bench.test', '-t', 'b@bench.test'];
+  if (!perMessage) args.push('-d');
+  args.push(`127.0.0.1:${port}`);
+  return new Promise((ok, fail) => {
+    const t0 = performance.now();
+    const child = track(execFile('smtp-source', args, { timeout: 120_000 }, (err, _stdout, stderr) => {
+      if (err) fail(new Error(`smtp-source ${args.join(' ')}: ${err.message} ${stderr}`));
+      else ok(performance.now() - t0);
+    }));
+    void child;
+  });
+}
+
+/** Our load client: `sessions` SmtpClient connections sharing `count` messages. */
+async function runOurClient(port, { sessions, tls, message, ca }, count) {
+  let left = count;
+  const t0 = performance.now();
+  const session = async () => {
+    const client = await SmtpClient.connect({
+      host: '127.0.0.1',
+      port,
+      name: 'client.bench.test',
+      secure: tls ? 'starttls' : 'none',
+      chunking: false, // DATA everywhere: smtp-server and smtp-sink do not offer CHUNKING alike
+      ...(tls ? { tls: { ca, servername: '127.0.0.1' } } : {}),
+    });
+    try {
+      while (left > 0) {
+        left--;
+        await client.send({ from: 'a@bench.test', to: ['b@bench.test'] }, message);
+      }
+    } finally {
+      await client.quit().catch(() => client.close());
+    }
+  };
+  await Promise.all(Array.from({ length: sessions }, session));
+  return performance.now() - t0;
+}
+
+function rowSpec(row, kb) {
+  const [kind, s, d] = row.split('-');
+  const sessions = Number(s.slice(1));
+  if (kind === 'source') return { kind, sessions, perMessage: d !== 'd', kb };
+  return { kind, sessions, tls: kind === 'tls', kb };
+}
+
+function rowLabel(row, kb) {
+  const spec = rowSpec(row, kb);
+  const size = `${kb} KB`;
+  if (spec.kind === 'source') return `smtp-source -s ${spec.sessions}${spec.perMessage ? '' : ' -d'} (${spec.perMessage ? 'conn/msg' : 'conn/session'}), ${size}`;
+  return `our client, ${spec.sessions} ${spec.tls ? 'STARTTLS ' : ''}pipelined session${spec.sessions > 1 ? 's' : ''}, ${size}`;
+}
+
+// ---------------------------------------------------------------------------
+// One row: every server started (a fresh process each), warmed up, then the
+// timed runs interleaved (ours, smtp-server, smtp-sink, ours, …) so that load
+// from other work on the machine drifts over all servers alike.
+
+async function measureRow(row, kb, ctx) {
+  const spec = rowSpec(row, kb);
+  const out = {};
+  const live = [];
+  try {
+    for (const server of opts.servers) {
+      if (server === 'smtp-sink' && spec.tls) {
+        out[server] = { na: 'smtp-sink cannot do TLS' };
+        continue;
+      }
+      const srv = await startServer(server, { tlsFile: spec.tls ? ctx.tlsFile : undefined, profDir: opts.prof });
+      const load =
+        spec.kind === 'source'
+          ? (n) => runSmtpSource(srv.port, spec, n)
+          : (n) => runOurClient(srv.port, { ...spec, message: ctx.messages[kb], ca: ctx.certs.caCert }, n);
+      // Warm-up (untimed): JIT both sides, and size the timed runs.
+      // Small first: smtp-server takes ~100 ms per connection with smtp-source's connection per message.
+      let n = Math.max(spec.sessions * 2, 20);
+      let ms = await load(n);
+      while (ms < opts.warmupSeconds * 1000) {
+        n = Math.ceil(n * Math.min(8, Math.max(2, (opts.warmupSeconds * 1000) / ms)));
+        ms = await load(n);
+      }
+      const count = Math.max(spec.sessions * 4, Math.round((n / ms) * 1000 * opts.seconds));
+      live.push({ server, srv, load, count, runs: [] });
+    }
+    for (let i = 0; i < opts.reps; i++) {
+      for (const l of live) {
+        const before = await l.srv.stats();
+        const clientCpu0 = process.cpuUsage();
+        const wall = await l.load(l.count);
+        const clientCpu = process.cpuUsage(clientCpu0);
+        const after = await l.srv.stats();
+        l.runs.push({
+          messages: l.count,
+          seconds: wall / 1000,
+          msgsPerSec: l.count / (wall / 1000),
+          serverCpuUsPerMsg: (after.cpuUs - before.cpuUs) / l.count,
+          // Our load client runs in this process; smtp-source is a separate C process.
+          clientCpuUsPerMsg: spec.kind === 'source' ? undefined : (clientCpu.user + clientCpu.system) / l.count,
+        });
+      }
+    }
+    for (const l of live) {
+      const sorted = [...l.runs].sort((a, b) => a.msgsPerSec - b.msgsPerSec);
+      const median = sorted[Math.floor((sorted.length - 1) / 2)];
+      const end = await l.srv.stats();
+      out[l.server] = { ...median, peakRssBytes: end.maxRss, runs: l.runs };
+    }
+    return out;
+  } finally {
+    for (const l of live) await l.srv.stop();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Main
+
+const certs = await createDevCertificates({ hostnames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+const tlsFile = join(tmp, 'certs.json');
+writeFileSync(tlsFile, JSON.stringify({ key: certs.key, cert: certs.cert }));
+const messages = Object.fromEntries(opts.sizes.map((kb) => [kb, makeMessage(kb)]));
+const ctx = { certs, tlsFile, messages };
+
+const results = [];
+try {
+  for (const kb of opts.sizes) {
+    for (const row of opts.rows) {
+      const entry = { row, kb, label: rowLabel(row, kb), servers: {} };
+      process.stderr.write(`${entry.label} … `);
+      entry.servers = await measureRow(row, kb, ctx);
+      process.stderr.write(opts.servers.map((k) => `${k} ${entry.servers[k].na ? 'n/a' : Math.round(entry.servers[k].msgsPerSec)}`).join(', ') + ' msg/s\n');
+      const ours = entry.servers.ours?.msgsPerSec;
+      entry.ratios = {
+        oursOverSmtpServer: ours && entry.servers['smtp-server']?.msgsPerSec ? ours / entry.servers['smtp-server'].msgsPerSec : undefined,
+        oursOverSmtpSink: ours && entry.servers['smtp-sink']?.msgsPerSec ? ours / entry.servers['smtp-sink'].msgsPerSec : undefined,
+      };
+      results.push(entry);
+    }
+  }
+} finally {
+  killAll();
+}
+
+// ---------------------------------------------------------------------------
+// Report
+
+const fmt = (v, d = 0) => (v === undefined ? 'n/a' : v.toFixed(d));
+const cell = (r, f) => (r === undefined ? '—' : r.na ? 'n/a' : f(r));
+const lines = [
+  '| row | msg/s ours | msg/s smtp-server | msg/s smtp-sink | ours/smtp-server | ours/smtp-sink | server CPU µs/msg ours / smtp-server / smtp-sink | peak RSS MB ours / smtp-server / smtp-sink |',
+  '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+];
+for (const e of results) {
+  const s = e.servers;
+  const ratio = (v) => (v === undefined ? 'n/a' : `${v.toFixed(2)}×`);
+  lines.push(
+    `| ${e.label} | ${cell(s.ours, (r) => fmt(r.msgsPerSec))} | ${cell(s['smtp-server'], (r) => fmt(r.msgsPerSec))} | ${cell(s['smtp-sink'], (r) => fmt(r.msgsPerSec))} | ${ratio(e.ratios.oursOverSmtpServer)} | ${ratio(e.ratios.oursOverSmtpSink)} | ` +
+      `${['ours', 'smtp-server', 'smtp-sink'].map((k) => cell(s[k], (r) => fmt(r.serverCpuUsPerMsg))).join(' / ')} | ` +
+      `${['ours', 'smtp-server', 'smtp-sink'].map((k) => cell(s[k], (r) => fmt(r.peakRssBytes / 2 ** 20, 1))).join(' / ')} |`,
+  );
+}
+const table = lines.join('\n');
+console.log(table);
+
+const meta = {
+  date: new Date().toISOString(),
+  command: `node bench/smtp/run.mjs ${process.argv.slice(2).join(' ')}`.trim(),
+  node: process.version,
+  cpus: os.cpus().length,
+  cpuModel: os.cpus()[0]?.model,
+  note: 'shared machine: 2 cores, other engineers\' work running; load generator and server compete for them',
+  reps: opts.reps,
+  statistic: 'median of reps by msg/s',
+  secondsPerRun: opts.seconds,
+};
+writeFileSync(opts.out, JSON.stringify({ meta, results }, null, 2) + '\n');
+console.error(`wrote ${opts.out}`);
