@@ -42,6 +42,14 @@ export interface DataChunkEvent {
   readonly type: 'data';
   /** Usually a zero-copy view of a pushed chunk. */
   readonly chunk: Buffer;
+  /**
+   * Bare CRs and bare LFs seen so far in the body, this chunk included (a CR
+   * that ends the chunk is counted once the next byte shows it bare). A
+   * server that refuses bare line ends can stop at the first chunk where
+   * these turn non-zero, without scanning the body again.
+   */
+  readonly bareCr: number;
+  readonly bareLf: number;
 }
 
 /**
@@ -312,13 +320,13 @@ export class DataDecoder implements Iterable<DataDecoderEvent> {
     const room = this.#maxDataBytes - this.#emitted;
     if (n <= room) {
       this.#emitted += n;
-      return { type: 'data', chunk: buf.subarray(from, to) };
+      return { type: 'data', chunk: buf.subarray(from, to), bareCr: this.#bareCr, bareLf: this.#bareLf };
     }
     // Cut exactly at the cap, so the bytes handed out do not depend on chunking.
     this.#tooLarge = true;
     this.#errorDue = dataTooLargeError(this.#maxDataBytes);
     this.#emitted += room;
-    return room > 0 ? { type: 'data', chunk: buf.subarray(from, from + room) } : undefined;
+    return room > 0 ? { type: 'data', chunk: buf.subarray(from, from + room), bareCr: this.#bareCr, bareLf: this.#bareLf } : undefined;
   }
 }
 

@@ -90,6 +90,20 @@ const smuggling: readonly { seq: string; body: string; bareCr: number; bareLf: n
 ];
 
 describe('DataDecoder: end of data', () => {
+  it('reports bare CR/LF seen so far on each data chunk, so a server can refuse early', () => {
+    const decoder = new DataDecoder();
+    decoder.push(b('clean line\r\n'));
+    const first = [...decoder].filter((ev) => ev.type === 'data');
+    expect(first.map((ev) => [ev.bareCr, ev.bareLf])).toEqual([[0, 0]]);
+    decoder.push(b('smuggled\n.\nMAIL FROM:<x>\r\n'));
+    const second = [...decoder].filter((ev) => ev.type === 'data');
+    expect(second.at(-1)).toMatchObject({ bareCr: 0, bareLf: 2 });
+    decoder.push(b('a\rb\r\n.\r\n'));
+    const rest = [...decoder];
+    expect(rest.filter((ev) => ev.type === 'data').at(-1)).toMatchObject({ bareCr: 1, bareLf: 2 });
+    expect(rest.at(-1)).toMatchObject({ type: 'end', bareCr: 1, bareLf: 2 });
+  });
+
   it.each(smuggling.map((row) => ({ ...row, name: JSON.stringify(row.seq) })))('$name inside a body never ends it', ({ seq, body, bareCr, bareLf }) => {
     const wire = b(`a${seq}b\r\n.\r\nQUIT\r\n`);
     const expected: Norm[] = [
