@@ -9,3 +9,5 @@ export { deliverLmtp, deliverWithLda } from './delivery.js';
 export type { LmtpReply, DeliverLmtpOptions, DeliverWithLdaOptions } from './delivery.js';
 export { freePorts } from './ports.js';
 export type { ConnectOptions } from './framed-socket.js';
+export { startPostfix, postfixAvailable } from './postfix.js';
+export type { StartPostfixOptions, RunningPostfix, PostfixPorts, PostfixTlsFiles, PostfixTlsLevel, PostfixRelay } from './postfix.js';
