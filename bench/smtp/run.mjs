@@ -5,7 +5,7 @@
  *
  *   pnpm build && node bench/smtp/run.mjs [--quick] [--reps 3] [--seconds 2]
  *     [--only ours,smtp-server,smtp-sink] [--rows source-s1-d,pipe-s1,...] [--sizes 1,100]
- *     [--prof DIR] [--out bench/smtp/results.json]
+ *     [--prof DIR] [--baseline DIST_DIR] [--out bench/smtp/results.json]
  *
  * Each server runs in its own child process (a fresh one per row), accepts every
  * recipient and drains every body. Load: Postfix's smtp-source (HELO, no
@@ -15,7 +15,10 @@
  * --reps timed runs, interleaved across the servers; the median run (by
  * messages/second) is reported. Server CPU comes from the
  * child's process.cpuUsage() (smtp-sink: /proc/PID/stat), peak RSS from its
- * maxRSS (smtp-sink: VmHWM). A benchmark, never a test: not run in CI.
+ * maxRSS (smtp-sink: VmHWM). `--baseline DIR` adds a server "baseline": ours
+ * from another build of packages/smtp-core/dist (a copy of it, with
+ * node_modules/@pigeonpost/wire resolvable from DIR), for before/after figures
+ * under the same load. A benchmark, never a test: not run in CI.
  */
 import { execFile, fork, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -47,10 +50,12 @@ function parseArgs(argv) {
     else if (a === '--rows') o.rows = argv[++i].split(',');
     else if (a === '--sizes') o.sizes = argv[++i].split(',').map(Number);
     else if (a === '--prof') o.prof = resolve(argv[++i]);
+    else if (a === '--baseline') o.baseline = resolve(argv[++i]);
     else if (a === '--out') o.out = resolve(argv[++i]);
     else throw new Error(`unknown option ${a}`);
   }
   for (const s of o.servers) if (!ALL_SERVERS.includes(s)) throw new Error(`unknown server ${s}`);
+  if (o.baseline) o.servers = ['baseline', ...o.servers];
   for (const r of o.rows) if (!ALL_ROWS.includes(r)) throw new Error(`unknown row ${r}`);
   return o;
 }
@@ -141,7 +146,8 @@ async function startServer(kind, { tlsFile, profDir }) {
   }
   const execArgv = profDir && kind === 'ours' ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [];
   const args = [kind, ...(tlsFile ? ['--tls', tlsFile] : [])];
-  const child = track(fork(join(here, 'server.mjs'), args, { execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }));
+  const env = kind === 'baseline' ? { ...process.env, BENCH_SMTP_BASELINE_DIST: opts.baseline } : process.env;
+  const child = track(fork(join(here, 'server.mjs'), args, { execArgv, env, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }));
   const port = await new Promise((ok, fail) => {
     child.once('message', (m) => ok(m.port));
     child.once('exit', (code) => fail(new Error(`${kind} server exited (${code})`)));
@@ -344,17 +350,18 @@ try {
 
 const fmt = (v, d = 0) => (v === undefined ? 'n/a' : v.toFixed(d));
 const cell = (r, f) => (r === undefined ? '—' : r.na ? 'n/a' : f(r));
+const ratio = (v) => (v === undefined ? 'n/a' : `${v.toFixed(2)}×`);
+const names = opts.servers;
 const lines = [
-  '| row | msg/s ours | msg/s smtp-server | msg/s smtp-sink | ours/smtp-server | ours/smtp-sink | server CPU µs/msg ours / smtp-server / smtp-sink | peak RSS MB ours / smtp-server / smtp-sink |',
-  '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  `| row | ${names.map((k) => `msg/s ${k}`).join(' | ')} | ours/smtp-server | ours/smtp-sink | server CPU µs/msg ${names.join(' / ')} | peak RSS MB ${names.join(' / ')} |`,
+  `| --- | ${names.map(() => '---:').join(' | ')} | ---: | ---: | ---: | ---: |`,
 ];
 for (const e of results) {
   const s = e.servers;
-  const ratio = (v) => (v === undefined ? 'n/a' : `${v.toFixed(2)}×`);
   lines.push(
-    `| ${e.label} | ${cell(s.ours, (r) => fmt(r.msgsPerSec))} | ${cell(s['smtp-server'], (r) => fmt(r.msgsPerSec))} | ${cell(s['smtp-sink'], (r) => fmt(r.msgsPerSec))} | ${ratio(e.ratios.oursOverSmtpServer)} | ${ratio(e.ratios.oursOverSmtpSink)} | ` +
-      `${['ours', 'smtp-server', 'smtp-sink'].map((k) => cell(s[k], (r) => fmt(r.serverCpuUsPerMsg))).join(' / ')} | ` +
-      `${['ours', 'smtp-server', 'smtp-sink'].map((k) => cell(s[k], (r) => fmt(r.peakRssBytes / 2 ** 20, 1))).join(' / ')} |`,
+    `| ${e.label} | ${names.map((k) => cell(s[k], (r) => fmt(r.msgsPerSec))).join(' | ')} | ${ratio(e.ratios.oursOverSmtpServer)} | ${ratio(e.ratios.oursOverSmtpSink)} | ` +
+      `${names.map((k) => cell(s[k], (r) => fmt(r.serverCpuUsPerMsg))).join(' / ')} | ` +
+      `${names.map((k) => cell(s[k], (r) => fmt(r.peakRssBytes / 2 ** 20, 1))).join(' / ')} |`,
   );
 }
 const table = lines.join('\n');

@@ -1,7 +1,7 @@
 /**
  * bench/smtp/server.mjs — one SMTP server in its own process, for bench/smtp/run.mjs.
  *
- *   node bench/smtp/server.mjs ours|smtp-server [--tls CERTS.json]
+ *   node bench/smtp/server.mjs ours|baseline|smtp-server [--tls CERTS.json]
  *
  * Listens on 127.0.0.1:0, accepts every recipient and drains every body
  * (accept and discard), prints `{"port":N}` on stdout, and answers IPC
@@ -20,8 +20,10 @@ const certs = tlsIndex === -1 ? undefined : JSON.parse(readFileSync(process.argv
 
 let port;
 let stop;
-if (kind === 'ours') {
-  const { createSmtpServer } = await import(join(repo, 'packages/smtp-core/dist/node.js'));
+if (kind === 'ours' || kind === 'baseline') {
+  // baseline: another build of smtp-core (run.mjs --baseline DIR), for before/after figures in one run.
+  const dist = kind === 'baseline' ? process.env.BENCH_SMTP_BASELINE_DIST : join(repo, 'packages/smtp-core/dist');
+  const { createSmtpServer } = await import(join(dist, 'node.js'));
   const { createServerTlsOptions } = await import(join(repo, 'packages/wire/dist/node.js'));
   const server = createSmtpServer({
     hostname: 'bench.test',

@@ -10,7 +10,7 @@
  * and the index has one writer at a time.
  */
 import { randomBytes, createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, readFile as readFileCallback, rename as renameCallback, stat as statCallback } from 'node:fs';
 import { copyFile, link, mkdir, open, readdir, readFile, rename, stat, truncate, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clock, Logger } from '@pigeonpost/wire';
@@ -37,8 +37,12 @@ export const INDEX_LOG = 'pigeonpost-index.log';
 export const FOLDER_MARKER = 'maildirfolder';
 /** File renames (flag changes) in flight at once. */
 const RENAMES_IN_FLIGHT = 16;
-/** Message files read at once when indexing new files (a rebuild reads them all). */
-const DESCRIBES_IN_FLIGHT = 8;
+/** Files looked at (a stat, or a read when the name has no `,W=`) at once when indexing new files. */
+const DESCRIBES_IN_FLIGHT = 32;
+/** Structures computed on first use and not yet in the index log: past this many, they are appended in the background. */
+const PENDING_STRUCTURES_FLUSH = 1024;
+/** When a structure is computed from its file, the next UIDs' are computed too, this many at once (FETCH 1:* BODYSTRUCTURE walks in order). */
+const STRUCTURE_PREFETCH = 16;
 /** Files up to this size are read whole when indexed; larger ones are streamed. */
 const WHOLE_READ_BYTES = 1024 * 1024;
 /** Bytes of the index log read at once when a structure is asked for. */
@@ -68,6 +72,8 @@ export interface FolderMessage extends MessageMeta {
   readonly file: string;
   readonly base: string;
   readonly info: string;
+  /** The same fields as a plain MessageMeta, made once per message version and shared by every handle. */
+  readonly meta: MessageMeta;
 }
 
 function errno(error: unknown): string | undefined {
@@ -77,6 +83,21 @@ function errno(error: unknown): string | undefined {
 export function emailIdOf(base: string): string {
   // RFC 8474 objectid: stable for a stored file; MOVE and hard-link COPY keep the base, so they keep it too.
   return 'M' + createHash('sha256').update(base).digest('base64url').slice(0, 23);
+}
+
+/** fs.readFile through its callback: no FileHandle (the promise API's is several times slower for small files). */
+function readSmallFile(path: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => readFileCallback(path, (error, data) => (error ? reject(error) : resolve(data))));
+}
+
+/** rename through its callback (fs/promises' costs several times more per call; a STORE on 100k messages is 100k renames). */
+function renameFile(from: string, to: string): Promise<void> {
+  return new Promise((resolve, reject) => renameCallback(from, to, (error) => (error ? reject(error) : resolve())));
+}
+
+/** A file's mtime through the callback stat (cheaper than fs/promises' for 100k files). */
+function mtimeOf(path: string): Promise<number> {
+  return new Promise((resolve, reject) => statCallback(path, (error, st) => (error ? reject(error) : resolve(st.mtimeMs))));
 }
 
 async function fsyncPath(path: string): Promise<void> {
@@ -126,6 +147,11 @@ export class Folder {
   /** The last full scan of cur/ and new/: their mtimes, and whether they are old enough to trust (see #syncLocked). */
   #lastScan: { cur: number; new: number; trusted: boolean } | undefined;
   readonly #pendingCommits: PendingCommit[] = [];
+  /** Structures computed since the index was written (a folder indexed from its files), by UID, to append to the log. */
+  readonly #pendingStructures = new Map<number, { base: string; structure: MessageStructure }>();
+  #structureFlushScheduled = false;
+  /** Structures being computed from files (asked for, or prefetched), by UID. */
+  readonly #computing = new Map<number, Promise<MessageStructure>>();
 
   constructor(path: string, name: string, ctx: FolderContext) {
     this.path = path;
@@ -162,6 +188,7 @@ export class Folder {
       });
       try {
         await this.#syncLocked();
+        await this.#flushStructures();
         return await fn(lock);
       } finally {
         await lock.release();
@@ -535,7 +562,7 @@ export class Folder {
       while (nextDescribe < describe.length) {
         const k = nextDescribe++;
         const d = describe[k]!;
-        adds[k] = await this.#describeFile(d.uid, d.file, d.info, addModSeq);
+        adds[k] = await this.#describeLazily(d.uid, d.file, d.info, addModSeq);
       }
     };
     await Promise.all(Array.from({ length: Math.min(DESCRIBES_IN_FLIGHT, describe.length) }, describer));
@@ -566,10 +593,45 @@ export class Folder {
     }
   }
 
-  async #describeFile(uid: number, file: { dir: 'cur' | 'new'; name: string }, info: string, modSeq: number): Promise<IndexRecord> {
-    const path = join(this.path, file.dir, file.name);
+  /**
+   * The index record of a file found in the folder, without reading it when
+   * its name has `,W=` (what Dovecot, Pigeonpost and most MDAs write): the
+   * UID is the uidlist's, flags come from the name, RFC822.SIZE from `W=`,
+   * INTERNALDATE from the mtime (one stat). The MIME structure is left out:
+   * computed on first use (see `structure()`), as Dovecot does. A name
+   * without `W=` is read to count the size (no MIME parse).
+   */
+  async #describeLazily(uid: number, file: { dir: 'cur' | 'new'; name: string }, info: string, modSeq: number): Promise<IndexRecord> {
     const parsed = parseFilename(file.name);
-    // A small file (most mail): one open, fstat, read, close, instead of a stream and its 64 KiB buffer.
+    let current = file;
+    for (let attempt = 0; ; attempt++) {
+      const path = join(this.path, current.dir, current.name);
+      try {
+        let size = parsed.virtualSize;
+        let mtimeMs: number;
+        if (size === undefined) {
+          const whole = await this.#readWhole(path, true);
+          mtimeMs = whole.mtimeMs;
+          size = whole.size;
+        } else mtimeMs = await mtimeOf(path);
+        return { t: 'A', u: uid, m: modSeq, i: info, s: size, d: Math.floor(mtimeMs), b: parsed.base, w: this.#ctx.writerId };
+      } catch (error) {
+        // Renamed (a flag change by another program) since the scan: find it again.
+        if (errno(error) !== 'ENOENT' || attempt > 2) throw error;
+        const again = await this.#findByBase(parsed.base);
+        if (again === undefined) throw error;
+        current = again;
+        this.files.set(uid, again);
+      }
+    }
+  }
+
+  /**
+   * A message file's bytes (whole when small: one open, fstat, read, close,
+   * not a stream and its 64 KiB buffer), its RFC822.SIZE and mtime. With
+   * `sizeOnly`, a large file is streamed through the size counter only.
+   */
+  async #readWhole(path: string, sizeOnly: boolean): Promise<{ data: Buffer | undefined; size: number; mtimeMs: number }> {
     const fh = await open(path, 'r');
     let whole: Buffer | undefined;
     let mtimeMs: number;
@@ -589,22 +651,73 @@ export class Folder {
     } finally {
       await fh.close();
     }
-    if (whole !== undefined) {
-      const counter = new MessageSizeCounter();
-      counter.push(whole);
-      const structure = await computeStructure(whole);
-      return { t: 'A', u: uid, m: modSeq, i: info, s: parsed.virtualSize ?? counter.sizes.size, d: Math.floor(mtimeMs), b: parsed.base, st: structure, w: this.#ctx.writerId };
-    }
-    const st = { mtimeMs };
     const counter = new MessageSizeCounter();
-    async function* tee(): AsyncGenerator<Uint8Array> {
-      for await (const chunk of createReadStream(path)) {
-        counter.push(chunk as Buffer);
-        yield chunk as Buffer;
+    if (whole !== undefined) {
+      counter.push(whole);
+      return { data: whole, size: counter.sizes.size, mtimeMs };
+    }
+    if (!sizeOnly) return { data: undefined, size: -1, mtimeMs };
+    for await (const chunk of createReadStream(path)) counter.push(chunk as Buffer);
+    return { data: undefined, size: counter.sizes.size, mtimeMs };
+  }
+
+  /**
+   * Append the structures computed on first use to the index log, so the next
+   * open (here or in another process) need not read those files again. Under
+   * the lock (inside `locked()`, or from `#flushStructuresSoon`). Only the
+   * messages still present with the same base name get them.
+   */
+  async #flushStructures(): Promise<void> {
+    if (this.#pendingStructures.size === 0) return;
+    const records: IndexRecord[] = [];
+    for (const [uid, p] of this.#pendingStructures) {
+      const m = this.index.messages.get(uid);
+      if (m !== undefined && m.base === p.base && m.structure === undefined && m.structureOffset < 0) {
+        records.push({ t: 'S', u: uid, b: p.base, st: p.structure, w: this.#ctx.writerId });
       }
     }
-    const structure = await computeStructure(tee());
-    return { t: 'A', u: uid, m: modSeq, i: info, s: parsed.virtualSize ?? counter.sizes.size, d: Math.floor(st.mtimeMs), b: parsed.base, st: structure, w: this.#ctx.writerId };
+    this.#pendingStructures.clear();
+    await this.#appendIndex(records);
+  }
+
+  /** When the store closes: append the structures still waiting, if the lock can be had at once (otherwise they are dropped: a cache). */
+  async flushStructuresOnClose(): Promise<void> {
+    if (this.#pendingStructures.size === 0) return;
+    this.#flushStructuresSoon(0);
+    await this.#queue;
+  }
+
+  /**
+   * In the background, once enough structures are waiting: take the lock,
+   * read what other writers appended to the index (cutting a torn tail, as a
+   * sync does), and append them — no directory scan. The structures are a
+   * cache: a failure only drops them (they are computed again when asked).
+   */
+  #flushStructuresSoon(lockTimeoutMs = this.#ctx.lockTimeoutMs): void {
+    if (this.#structureFlushScheduled) return;
+    this.#structureFlushScheduled = true;
+    const run = async (): Promise<void> => {
+      this.#structureFlushScheduled = false;
+      if (this.#pendingStructures.size === 0) return;
+      const lock = await acquireDotlock(join(this.path, `${UIDLIST}.lock`), {
+        clock: this.#ctx.clock,
+        protects: join(this.path, UIDLIST),
+        staleTimeoutMs: this.#ctx.lockStaleTimeoutMs,
+        timeoutMs: lockTimeoutMs,
+      });
+      try {
+        const usable = await this.#refreshIndex();
+        if (usable && this.index.uidValidity === this.uidValidity) await this.#flushStructures();
+        else this.#pendingStructures.clear();
+      } finally {
+        await lock.release();
+      }
+    };
+    const result = this.#queue.then(run, run).catch((error: unknown) => {
+      this.#pendingStructures.clear();
+      this.#ctx.logger.warn({ path: this.path, error: String(error) }, 'could not append MIME structures to the index log');
+    });
+    this.#queue = result;
   }
 
   async #maybeCompact(): Promise<void> {
@@ -681,7 +794,7 @@ export class Folder {
 
   #meta(m: IndexedMessage, previous?: FolderMessage): FolderMessage {
     const file = this.files.get(m.uid)!;
-    return {
+    const meta: MessageMeta = {
       uid: m.uid,
       modSeq: m.modSeq,
       flags: this.flagsOf(m.info),
@@ -689,11 +802,8 @@ export class Folder {
       size: m.size,
       // The EMAILID depends on the base name only: not hashed again for a flag change.
       emailId: previous !== undefined && previous.base === m.base ? previous.emailId : emailIdOf(m.base),
-      dir: file.dir,
-      file: file.name,
-      base: m.base,
-      info: m.info,
     };
+    return { uid: meta.uid, modSeq: meta.modSeq, flags: meta.flags, internalDate: meta.internalDate, size: meta.size, emailId: meta.emailId, dir: file.dir, file: file.name, base: m.base, info: m.info, meta };
   }
 
   #rebuildView(): void {
@@ -739,9 +849,63 @@ export class Folder {
       const stored = await this.#loadStructure(m.structureAt);
       if (stored !== undefined) return stored;
     }
-    const s = await computeStructure(this.readFile(uid));
-    m.structure = s;
+    const pending = this.#pendingStructures.get(uid);
+    if (pending !== undefined && pending.base === m.base) return pending.structure;
+    if (m.structureAt !== undefined) {
+      // The log was replaced meanwhile: compute it, and keep it in memory as before.
+      const s = await this.#computeStructure(uid);
+      m.structure = s;
+      return s;
+    }
+    const s = await this.#computeOnFirstUse(uid, m);
+    // The next messages will likely be asked for next: read and parse them meanwhile.
+    for (let next = uid + 1, n = 0; n < STRUCTURE_PREFETCH && next < this.uidNext; next++) {
+      const other = this.index.messages.get(next);
+      if (other === undefined) continue;
+      n++;
+      if (other.structure === undefined && other.structureOffset < 0 && !this.#pendingStructures.has(next)) this.#computeOnFirstUse(next, other).catch(() => undefined);
+    }
     return s;
+  }
+
+  /** A structure computed once per message even when asked for (or prefetched) concurrently. */
+  #computeOnFirstUse(uid: number, m: IndexedMessage): Promise<MessageStructure> {
+    const running = this.#computing.get(uid);
+    if (running !== undefined) return running;
+    const run = this.#computeStructure(uid).then((s) => {
+      this.#computing.delete(uid);
+      // Computed on first use (the folder was indexed from its files): kept for
+      // the index log, appended at the next change or in the background.
+      if (this.index.messages.get(uid) === m && m.structure === undefined && m.structureOffset < 0) {
+        this.#pendingStructures.set(uid, { base: m.base, structure: s });
+        if (this.#pendingStructures.size >= PENDING_STRUCTURES_FLUSH) this.#flushStructuresSoon();
+      }
+      return s;
+    }, (error: unknown) => {
+      this.#computing.delete(uid);
+      throw error;
+    });
+    this.#computing.set(uid, run);
+    return run;
+  }
+
+  /** The structure of a message's file: read whole when small, streamed otherwise. */
+  async #computeStructure(uid: number): Promise<MessageStructure> {
+    const file = this.files.get(uid);
+    if (file !== undefined) {
+      try {
+        const path = join(this.path, file.dir, file.name);
+        const physical = parseFilename(file.name).physicalSize;
+        // Small (by its `,S=`): one fs.readFile, cheaper than a FileHandle's open, stat, read and close.
+        if (physical !== undefined && physical <= WHOLE_READ_BYTES) return await computeStructure(await readSmallFile(path));
+        const whole = await this.#readWhole(path, false);
+        if (whole.data !== undefined) return await computeStructure(whole.data);
+      } catch (error) {
+        if (errno(error) !== 'ENOENT') throw error;
+      }
+    }
+    // Large, or renamed meanwhile: readFile finds it again (or says it was expunged).
+    return computeStructure(this.readFile(uid));
   }
 
   /** The message's bytes; finds the file again when another process renamed it; ERR_STORE_NO_SUCH_MESSAGE when it is gone. */
@@ -927,7 +1091,7 @@ export class Folder {
       const target = curName(parsed.base, info);
       for (let attempt = 0; ; attempt++) {
         try {
-          if (file.dir !== 'cur' || file.name !== target) await rename(join(this.path, file.dir, file.name), join(this.path, 'cur', target));
+          if (file.dir !== 'cur' || file.name !== target) await renameFile(join(this.path, file.dir, file.name), join(this.path, 'cur', target));
           break;
         } catch (error) {
           if (errno(error) !== 'ENOENT' || attempt > 2) throw error;

@@ -16,6 +16,7 @@
  * The log is compacted (rewritten to a temp file, fsynced, renamed over) when
  * it holds more than twice the records needed to describe the folder.
  */
+import * as zlib from 'node:zlib';
 import type { MessageStructure } from '../structure.js';
 
 /** Header: the first record. `uv` ties the index to the uidlist's UIDVALIDITY; `floor` is the first MODSEQ after a rebuild. */
@@ -53,9 +54,28 @@ export interface ExpungeRecord {
   readonly m: number;
   readonly w?: string;
 }
-export type IndexRecord = HeaderRecord | AddRecord | FlagsRecord | ExpungeRecord;
+/**
+ * The MIME structure of a message, computed after it was indexed (a folder
+ * indexed from its files gets structures on first use, not at open). Applies
+ * only while the message with that UID has that base name (the file's
+ * content never changes under a base name); ignored otherwise. No MODSEQ: it
+ * changes nothing a client sees. Compaction folds it into the add record.
+ */
+export interface StructureRecord {
+  readonly t: 'S';
+  readonly u: number;
+  readonly b: string;
+  readonly st: MessageStructure;
+  readonly w?: string;
+}
+export type IndexRecord = HeaderRecord | AddRecord | FlagsRecord | ExpungeRecord | StructureRecord;
 
-export interface IndexedMessage {
+/**
+ * One message of the index. A class with the structure's place in the log as
+ * two number fields (not a `[offset, length]` array per message): about 50
+ * bytes less per message, 5 MB for 100k.
+ */
+export class IndexedMessage {
   uid: number;
   modSeq: number;
   info: string;
@@ -63,8 +83,29 @@ export interface IndexedMessage {
   internalDate: number;
   base: string;
   structure: MessageStructure | undefined;
+  /** Where the structure's JSON is in the index log, when it is not held in memory: -1 when it is not there. */
+  structureOffset = -1;
+  structureLength = 0;
+
+  constructor(uid: number, modSeq: number, info: string, size: number, internalDate: number, base: string, structure: MessageStructure | undefined) {
+    this.uid = uid;
+    this.modSeq = modSeq;
+    this.info = info;
+    this.size = size;
+    this.internalDate = internalDate;
+    this.base = base;
+    this.structure = structure;
+  }
+
   /** Where the structure's JSON is in the index log (`[offset, length]`), when it is not held in memory. */
-  structureAt?: readonly [number, number] | undefined;
+  get structureAt(): readonly [number, number] | undefined {
+    return this.structureOffset < 0 ? undefined : [this.structureOffset, this.structureLength];
+  }
+
+  set structureAt(at: readonly [number, number] | undefined) {
+    this.structureOffset = at === undefined ? -1 : at[0];
+    this.structureLength = at === undefined ? 0 : at[1];
+  }
 }
 
 const CRC_TABLE = (() => {
@@ -77,7 +118,16 @@ const CRC_TABLE = (() => {
   return table;
 })();
 
+/** zlib's CRC-32 (the same IEEE polynomial), native since Node 20.15 / 22.2: a 100 MB index log is checked in milliseconds. */
+const nativeCrc32 = (zlib as { crc32?: (data: Uint8Array) => number }).crc32;
+
 export function crc32(data: Uint8Array): number {
+  if (nativeCrc32 !== undefined) return nativeCrc32(data) >>> 0;
+  return crc32Js(data);
+}
+
+/** The table-driven CRC-32, for Node versions without zlib.crc32. */
+export function crc32Js(data: Uint8Array): number {
   let crc = -1;
   for (let i = 0; i < data.length; i++) crc = CRC_TABLE[(crc ^ data[i]!) & 0xff]! ^ (crc >>> 8);
   return (crc ^ -1) >>> 0;
@@ -97,13 +147,13 @@ const ST_KEY = Buffer.from(',"st":', 'latin1');
  */
 export function encodeRecordAt(record: IndexRecord): { data: Buffer; structure?: readonly [number, number] } {
   let text: string;
-  if (record.t === 'A' && record.st !== undefined) {
+  if ((record.t === 'A' || record.t === 'S') && record.st !== undefined) {
     const { st, ...rest } = record;
     text = JSON.stringify({ ...rest, st });
   } else text = JSON.stringify(record);
   const json = Buffer.from(text, 'utf8');
   const data = Buffer.concat([Buffer.from(`${crc32(json).toString(16).padStart(8, '0')} `, 'latin1'), json, Buffer.from('\n')]);
-  if (record.t !== 'A' || record.st === undefined) return { data };
+  if ((record.t !== 'A' && record.t !== 'S') || record.st === undefined) return { data };
   const at = json.indexOf(ST_KEY);
   return { data, structure: [9 + at + ST_KEY.length, json.length - 1 - (at + ST_KEY.length)] };
 }
@@ -138,7 +188,7 @@ export function decodeRecords(data: Buffer, options: { readonly lazyStructures?:
     let record: IndexRecord;
     let structure: readonly [number, number] | undefined;
     try {
-      // An add record with its structure last (`...,"st":{...}}`): parse it without the
+      // An add (or structure) record with its structure last (`...,"st":{...}}`): parse it without the
       // structure and note where that is. The first `,"st":` is the key: the fields before
       // it are numbers and strings, where a `"` is always escaped.
       const at = structures !== undefined && json.length > 2 && json[json.length - 2] === 0x7d ? json.indexOf(ST_KEY) : -1;
@@ -150,7 +200,7 @@ export function decodeRecords(data: Buffer, options: { readonly lazyStructures?:
           head = undefined;
         }
       }
-      if (head !== undefined && head.t === 'A') {
+      if (head !== undefined && (head.t === 'A' || head.t === 'S')) {
         record = head;
         structure = [offset + 9 + at + ST_KEY.length, json.length - 1 - (at + ST_KEY.length)];
       } else record = JSON.parse(json.toString('utf8')) as IndexRecord;
@@ -193,16 +243,11 @@ export class IndexState {
         this.highestModSeq = Math.max(this.highestModSeq, record.floor);
         break;
       case 'A':
-        this.messages.set(record.u, {
-          uid: record.u,
-          modSeq: record.m,
-          info: record.i,
-          size: record.s,
-          internalDate: record.d,
-          base: record.b,
-          structure: structureAt === undefined ? record.st : undefined,
-          structureAt,
-        });
+        {
+          const message = new IndexedMessage(record.u, record.m, record.i, record.s, record.d, record.b, structureAt === undefined ? record.st : undefined);
+          message.structureAt = structureAt;
+          this.messages.set(record.u, message);
+        }
         this.highestModSeq = Math.max(this.highestModSeq, record.m);
         break;
       case 'F':
@@ -215,6 +260,14 @@ export class IndexState {
         });
         this.highestModSeq = Math.max(this.highestModSeq, record.m);
         break;
+      case 'S': {
+        const message = this.messages.get(record.u);
+        if (message !== undefined && message.base === record.b) {
+          message.structure = structureAt === undefined ? record.st : undefined;
+          message.structureAt = structureAt;
+        }
+        break;
+      }
       case 'X':
         for (const uid of record.u) {
           this.messages.delete(uid);

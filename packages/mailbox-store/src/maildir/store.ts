@@ -93,8 +93,9 @@ function errno(error: unknown): string | undefined {
   return (error as NodeJS.ErrnoException | undefined)?.code;
 }
 
+/** The public part of a folder message: one object per message version, shared by every handle (never copied per handle). */
 function toMeta(m: FolderMessage): MessageMeta {
-  return { uid: m.uid, modSeq: m.modSeq, flags: m.flags, internalDate: m.internalDate, size: m.size, emailId: m.emailId };
+  return m.meta;
 }
 
 /** Create the Maildir store. */
@@ -159,7 +160,7 @@ class MaildirStore implements MailStore {
     this.checkOpen();
     const dir = this.userDir(user);
     if (!(await this.hasUser(user))) throw new StoreError('ERR_STORE_NO_SUCH_USER', `no user ${user}`);
-    this.#users.get(maildirUserName(user))?.close();
+    await this.#users.get(maildirUserName(user))?.close();
     this.#users.delete(maildirUserName(user));
     const trash = join(this.root, `.deleted-${randomBytes(6).toString('hex')}`);
     await rename(dir, trash);
@@ -222,9 +223,10 @@ class MaildirStore implements MailStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const u of this.#users.values()) u.close();
+    await Promise.all([...this.#users.values()].map((u) => u.close()));
     this.hub.close();
-    await Promise.resolve();
+    // Structures computed on first use and not yet logged: appended now, if the lock is free at once.
+    await Promise.all([...this.#users.values()].map((u) => u.flushStructures()));
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -258,9 +260,14 @@ class MaildirUser implements UserMailStore {
     };
   }
 
-  close(): void {
-    this.#poller?.stop();
+  async close(): Promise<void> {
+    const poller = this.#poller;
     this.#poller = undefined;
+    await poller?.stop();
+  }
+
+  async flushStructures(): Promise<void> {
+    await Promise.all([...this.#folders.values()].map((f) => f.flushStructuresOnClose()));
   }
 
   // -- files of the user ------------------------------------------------------
@@ -706,6 +713,8 @@ class Poller {
   #running = false;
   #again = false;
   #stopped = false;
+  /** The scan in flight, so `stop()` can wait for it: nothing may touch the Maildir after the store closed. */
+  #inflight: Promise<void> = Promise.resolve();
   #folders = new Map<string, string>();
 
   constructor(user: MaildirUser) {
@@ -716,11 +725,13 @@ class Poller {
     void this.#tick(true);
   }
 
-  stop(): void {
+  /** Stop polling; resolves once a scan in flight has finished. */
+  stop(): Promise<void> {
     this.#stopped = true;
     if (this.#timer !== undefined) this.#user.store.clock.clearTimeout(this.#timer);
     for (const w of this.#watchers) w.close();
     this.#watchers = [];
+    return this.#inflight;
   }
 
   #watch(path: string): void {
@@ -740,6 +751,8 @@ class Poller {
       return;
     }
     this.#running = true;
+    let done!: () => void;
+    this.#inflight = new Promise<void>((resolve) => (done = resolve));
     try {
       do {
         this.#again = false;
@@ -750,6 +763,7 @@ class Poller {
       this.#user.ctx.logger.debug({ error: String(error) }, 'watch poll failed');
     } finally {
       this.#running = false;
+      done();
     }
     if (this.#stopped) return;
     if (this.#timer !== undefined) this.#user.store.clock.clearTimeout(this.#timer);
@@ -831,8 +845,8 @@ class MaildirHandle implements MailboxHandle {
   readonly readOnly: boolean;
   readonly #user: MaildirUser;
   readonly #folder: Folder;
+  /** Ascending by UID (as the folder's messages), so a sync compares it with the folder's by a merge, without a map per handle. */
   #view: MessageMeta[];
-  #byUid = new Map<number, MessageMeta>();
   #status: MailboxStatus;
   #closed = false;
 
@@ -841,12 +855,7 @@ class MaildirHandle implements MailboxHandle {
     this.#folder = folder;
     this.readOnly = readOnly;
     this.#view = folder.messages().map(toMeta);
-    this.#index();
     this.#status = folderStatus(folder);
-  }
-
-  #index(): void {
-    this.#byUid = new Map(this.#view.map((m) => [m.uid, m]));
   }
 
   #check(write = false): void {
@@ -867,17 +876,20 @@ class MaildirHandle implements MailboxHandle {
     this.#check();
     await this.#folder.sync();
     const now = this.#folder.messages();
-    const nowByUid = new Map(now.map((m) => [m.uid, m]));
-    const expunged = this.#view.filter((m) => !nowByUid.has(m.uid)).map((m) => m.uid);
+    const old = this.#view;
+    const expunged: number[] = [];
     const added: MessageMeta[] = [];
     const flagsChanged: MessageMeta[] = [];
+    let i = 0;
     for (const m of now) {
-      const old = this.#byUid.get(m.uid);
-      if (old === undefined) added.push(toMeta(m));
-      else if (old.modSeq !== m.modSeq) flagsChanged.push(toMeta(m));
+      while (i < old.length && old[i]!.uid < m.uid) expunged.push(old[i++]!.uid);
+      if (i < old.length && old[i]!.uid === m.uid) {
+        if (old[i]!.modSeq !== m.modSeq) flagsChanged.push(toMeta(m));
+        i++;
+      } else added.push(toMeta(m));
     }
+    while (i < old.length) expunged.push(old[i++]!.uid);
     this.#view = now.map(toMeta);
-    this.#index();
     this.#status = folderStatus(this.#folder);
     return { expunged, added, flagsChanged, uidNext: this.#status.uidNext, highestModSeq: this.#status.highestModSeq };
   }
@@ -906,10 +918,10 @@ class MaildirHandle implements MailboxHandle {
       const updated = await f.applyFlags(plan.updates);
       return { updated: updated.map(toMeta), conflicts: plan.conflicts };
     });
-    for (const m of result.updated) {
-      if (this.#byUid.has(m.uid)) this.#byUid.set(m.uid, m);
+    if (result.updated.length > 0) {
+      const changed = new Map(result.updated.map((m) => [m.uid, m]));
+      this.#view = this.#view.map((m) => changed.get(m.uid) ?? m);
     }
-    this.#view = this.#view.map((m) => this.#byUid.get(m.uid) ?? m);
     this.#status = { ...folderStatus(f), messages: this.#view.length };
     return result;
   }
@@ -945,7 +957,6 @@ class MaildirHandle implements MailboxHandle {
       const removed = await src.locked(() => src.expungeUids(mapping.map(([s]) => s)));
       const gone = new Set(removed);
       this.#view = this.#view.filter((m) => !gone.has(m.uid));
-      this.#index();
     }
     return { uidValidity: dest.uidValidity, mapping };
   }
@@ -957,7 +968,6 @@ class MaildirHandle implements MailboxHandle {
     const removed = await f.locked(() => f.expungeUids(f.messages().filter((m) => isDeleted(m.flags) && (only === undefined || only.has(m.uid))).map((m) => m.uid)));
     const gone = new Set(removed);
     this.#view = this.#view.filter((m) => !gone.has(m.uid));
-    this.#index();
     return removed;
   }
 

@@ -116,7 +116,9 @@ export function createSmtpServer(options: SmtpServerOptions): SmtpServer {
           current.end();
           // A peer that never closes its side must not keep the socket (wire's goodbyeTimeoutMs default).
           const s = current;
-          clock.setTimeout(() => s.destroy(), GOODBYE_TIMEOUT_MS);
+          const timer = clock.setTimeout(() => s.destroy(), GOODBYE_TIMEOUT_MS);
+          // …and a socket that did close must not be kept for GOODBYE_TIMEOUT_MS by that timer.
+          s.once('close', () => clock.clearTimeout(timer));
         },
         // The session is busy (a hook, or the body consumer lags): stop reading,
         // and stop the idle clock — the client is waiting for us, not idle.

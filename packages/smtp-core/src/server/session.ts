@@ -53,8 +53,6 @@ interface Transfer {
   /** Why the message is refused whatever the hook says (too large, bare line ending). */
   failure: SmtpError | undefined;
   size: number;
-  /** Bare CR/LF scanning across chunk boundaries: the previous byte was CR. */
-  prevCr: boolean;
   /** Normalising: drop the LF that follows a CR we already turned into CRLF. */
   skipLf: boolean;
 }
@@ -93,6 +91,8 @@ export class SmtpServerSession {
   private readonly hostname: string;
 
   private conn: SmtpConnectionInfo;
+  /** The frozen `info` snapshot, rebuilt only after conn, secure, helo, protocol or user change. */
+  private infoSnapshot: SmtpSessionInfo | undefined;
   private readonly id: string;
   private secure: boolean;
   private helo: string | undefined;
@@ -161,7 +161,8 @@ export class SmtpServerSession {
 
   /** What hooks see. */
   get info(): SmtpSessionInfo {
-    return Object.freeze({ ...this.conn, id: this.id, secure: this.secure, helo: this.helo, protocol: this.protocol, user: this.user });
+    // Hooks run several times per message; the snapshot only changes with the session's identity.
+    return (this.infoSnapshot ??= Object.freeze({ ...this.conn, id: this.id, secure: this.secure, helo: this.helo, protocol: this.protocol, user: this.user }));
   }
 
   /** The session's phase, for tests and diagnostics. */
@@ -221,6 +222,7 @@ export class SmtpServerSession {
     this.helo = undefined;
     this.protocol = undefined;
     this.user = undefined;
+    this.infoSnapshot = undefined;
     this.tx = undefined;
     this.state = 'fresh';
     this.framer = this.newFramer();
@@ -432,11 +434,14 @@ export class SmtpServerSession {
 
   /** @internal EHLO, HELO, LHLO. */
   async cmdHello(command: Extract<SmtpCommand, { verb: 'HELO' | 'EHLO' | 'LHLO' }>): Promise<void> {
-    if (!(await this.hook(() => this.options.onEhlo?.(command.domain, this.info), 550, '5.7.1'))) return;
+    const onEhlo = this.options.onEhlo;
+    // No hook, no await: the socket is not paused for nothing.
+    if (onEhlo !== undefined && !(await this.hook(() => onEhlo(command.domain, this.info), 550, '5.7.1'))) return;
     // RFC 5321 §4.1.4: EHLO mid-transaction is an implicit RSET.
     this.resetTransaction();
     this.helo = command.domain;
     this.protocol = command.verb === 'HELO' ? 'SMTP' : command.verb === 'LHLO' ? 'LMTP' : 'ESMTP';
+    this.infoSnapshot = undefined;
     this.state = 'greeted';
     const first = `${this.hostname} Hello ${command.domain} [${this.conn.remoteAddress}]`;
     if (command.verb === 'HELO') {
@@ -469,10 +474,13 @@ export class SmtpServerSession {
     const { from, params } = command;
     // RFC 6531 §3.4: UTF-8 addresses only with the SMTPUTF8 parameter (the parser enforced it).
     let positive: void | SmtpHookReply = undefined;
-    const ok = await this.hook(async () => {
-      positive = await this.options.onMailFrom?.(from, params, this.info);
-    }, 451, '4.3.0');
-    if (!ok) return;
+    const onMailFrom = this.options.onMailFrom;
+    if (onMailFrom !== undefined) {
+      const ok = await this.hook(async () => {
+        positive = await onMailFrom(from, params, this.info);
+      }, 451, '4.3.0');
+      if (!ok) return;
+    }
     this.tx = { mailFrom: from, mailParams: params, rcptTo: [] };
     this.state = 'mail';
     this.replyPositive(positive, 250, '2.1.0', 'Sender OK');
@@ -644,6 +652,7 @@ export class SmtpServerSession {
     this.resetTransaction();
     this.state = 'fresh';
     if (login !== undefined) this.user = { mechanism: 'XCLIENT' as never, authcid: login, authzid: login };
+    this.infoSnapshot = undefined;
     // Postfix answers XCLIENT with a new greeting: the session starts over as the named client.
     if (!(await this.hook(() => this.options.onConnect?.(this.info), 554, '5.7.1'))) return;
     this.greet();
@@ -687,6 +696,7 @@ export class SmtpServerSession {
       }
       if (refused === undefined) {
         this.user = step.identity;
+        this.infoSnapshot = undefined;
         this.reply({ code: 235, enhanced: '2.7.0', text: 'Authentication successful' });
         return;
       }
@@ -738,7 +748,7 @@ export class SmtpServerSession {
     );
     // Once the hook settles it reads no more: drop the rest of the body.
     void result.then(() => body.detach());
-    this.transfer = { body, result, failure: undefined, size: 0, prevCr: false, skipLf: false };
+    this.transfer = { body, result, failure: undefined, size: 0, skipLf: false };
     if (this.limits.dataTimeoutMs > 0) {
       this.dataTimer = this.clock.setTimeout(() => this.dataTimeout(), this.limits.dataTimeoutMs);
     }
@@ -760,7 +770,7 @@ export class SmtpServerSession {
     const ev = decoder.next();
     if (ev === undefined) return false;
     if (ev.type === 'data') {
-      if (transfer.failure === undefined) await this.deliverText(transfer, ev.chunk);
+      if (transfer.failure === undefined) await this.deliverText(transfer, ev.chunk, ev.bareCr + ev.bareLf);
       return true;
     }
     if (ev.type === 'error') {
@@ -768,6 +778,8 @@ export class SmtpServerSession {
       this.failTransfer(transfer, serverErr('ERR_SMTP_MESSAGE_TOO_LARGE', 552, '5.3.4', 'Message size exceeds fixed maximum message size'));
       return true;
     }
+    // A CR at the very end of a chunk is counted once the next byte shows it bare: check the final count too.
+    if (transfer.failure === undefined && this.options.bareLineEndings !== 'normalize' && ev.bareCr + ev.bareLf > 0) this.failBareLineEnding(transfer);
     const leftover = decoder.takeLeftover();
     this.decoder = undefined;
     this.phase = 'command';
@@ -776,19 +788,27 @@ export class SmtpServerSession {
     return true;
   }
 
-  /** Hand a DATA chunk to the body, applying the bare CR/LF policy. */
-  private async deliverText(transfer: Transfer, chunk: Uint8Array): Promise<void> {
+  /**
+   * Hand a DATA chunk to the body, applying the bare CR/LF policy. `bare` is
+   * the decoder's count of bare CRs and LFs in the body so far (this chunk
+   * included), so the body is not scanned a second time.
+   */
+  private async deliverText(transfer: Transfer, chunk: Uint8Array, bare: number): Promise<void> {
     const normalize = this.options.bareLineEndings === 'normalize';
     let out: Uint8Array = chunk;
     if (normalize) {
       out = normalizeLineEndings(transfer, chunk);
-    } else if (hasBareLineEnding(transfer, chunk)) {
-      // Postfix's smtpd_forbid_bare_newline: a body with bare CR/LF is refused, so it
-      // cannot be a carrier for a smuggled second message when relayed on.
-      this.failTransfer(transfer, serverErr('ERR_SMTP_BARE_LINE_ENDING', 550, '5.5.2', 'Bare CR or LF in message body not allowed'));
+    } else if (bare > 0) {
+      this.failBareLineEnding(transfer);
       return;
     }
     await this.deliver(transfer, out);
+  }
+
+  private failBareLineEnding(transfer: Transfer): void {
+    // Postfix's smtpd_forbid_bare_newline: a body with bare CR/LF is refused, so it
+    // cannot be a carrier for a smuggled second message when relayed on.
+    this.failTransfer(transfer, serverErr('ERR_SMTP_BARE_LINE_ENDING', 550, '5.5.2', 'Bare CR or LF in message body not allowed'));
   }
 
   private async deliver(transfer: Transfer, chunk: Uint8Array): Promise<void> {
@@ -1024,20 +1044,6 @@ function codeOf(error: unknown): string | undefined {
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
-
-/** True when `chunk` holds a bare CR or bare LF (state carried across chunks). Scans with indexOf: no per-byte JS loop. */
-function hasBareLineEnding(t: Transfer, chunk: Uint8Array): boolean {
-  if (chunk.length === 0) return false;
-  if (t.prevCr && chunk[0] !== 10) return true; // CR at the end of the last chunk, not followed by LF
-  for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) {
-    if (i === 0 ? !t.prevCr : chunk[i - 1] !== 13) return true;
-  }
-  for (let i = chunk.indexOf(13); i !== -1; i = chunk.indexOf(13, i + 1)) {
-    if (i + 1 < chunk.length && chunk[i + 1] !== 10) return true;
-  }
-  t.prevCr = chunk[chunk.length - 1] === 13;
-  return false;
 }
 
 /** Turn every bare CR and bare LF into CRLF (state carried across chunks). */
