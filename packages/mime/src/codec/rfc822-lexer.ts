@@ -153,15 +153,7 @@ export class Lexer {
 
   /** RFC 2045 token (dots allowed too, as Dovecot does); may be empty. */
   mimeToken(out: string[]): -1 | 0 | 1 {
-    const d = this.data;
-    const start = this.pos;
-    while (this.pos < d.length) {
-      const c = d.charCodeAt(this.pos);
-      if (isTokenChar(c) || c === 0x2e) this.pos++;
-      else break;
-    }
-    out.push(d.slice(start, this.pos));
-    return this.pos < d.length ? this.skipLwsp() : 0;
+    return this.run(out, isTokenChar);
   }
 
   /** quoted-string; the current byte is '"'. Quoted-pairs are unescaped, folding (CR)LF dropped. */
@@ -201,11 +193,16 @@ export class Lexer {
   }
 
   private atomOrDot(out: string[]): -1 | 0 | 1 {
+    return this.run(out, isAtext);
+  }
+
+  /** The longest run of bytes that `accept` (or '.') allows, pushed to `out`, then any white space after it. */
+  private run(out: string[], accept: (c: number) => boolean): -1 | 0 | 1 {
     const d = this.data;
     const start = this.pos;
     while (this.pos < d.length) {
       const c = d.charCodeAt(this.pos);
-      if (isAtext(c) || c === 0x2e) this.pos++;
+      if (accept(c) || c === 0x2e) this.pos++;
       else break;
     }
     out.push(d.slice(start, this.pos));
