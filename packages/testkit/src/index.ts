@@ -11,3 +11,5 @@ export { freePorts } from './ports.js';
 export type { ConnectOptions } from './framed-socket.js';
 export { startPostfix, postfixAvailable } from './postfix.js';
 export type { StartPostfixOptions, RunningPostfix, PostfixPorts, PostfixTlsFiles, PostfixTlsLevel, PostfixRelay } from './postfix.js';
+export { startDnsmasq, dnsmasqAvailable } from './dnsmasq.js';
+export type { StartDnsmasqOptions, RunningDnsmasq } from './dnsmasq.js';

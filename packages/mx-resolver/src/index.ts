@@ -1,0 +1,12 @@
+export { MxError, DnsError, MtaStsError } from './errors.js';
+export type { MxErrorCode, DnsErrorCode, MtaStsErrorCode } from './errors.js';
+export { DnsCache, DnsLookup, dnsCacheDefaults, lookupDefaults } from './dns.js';
+export type { DnsRecord, DnsRecordType, DnsResponse, DnsTransport, LookupResult, DnsCacheOptions } from './dns.js';
+export { normalizeDestination, normalizeHostname } from './domain.js';
+export type { NormalizedDestination } from './domain.js';
+export { addressScope } from './addresses.js';
+export type { AddressScope } from './addresses.js';
+export { MxResolver, mxResolverDefaults } from './resolver.js';
+export type { MxAddress, MxHost, MxRoute, SkippedMxHost, MxResolverOptions, AddressFamilyPreference, ResolveOptions } from './resolver.js';
+export { MtaStsResolver, parseMtaStsPolicy, parseMtaStsRecord, mtaStsMatchesMx, mtaStsDefaults } from './mta-sts.js';
+export type { MtaStsPolicy, MtaStsMode, MtaStsFetcher, MtaStsResult, MtaStsResolverOptions } from './mta-sts.js';

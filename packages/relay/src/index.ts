@@ -1,0 +1,15 @@
+export { Relay, relayDefaults, writeControlRequest } from './relay.js';
+export type { RelayOptions, RelayEvent, ControlRequest } from './relay.js';
+export { SmtpDeliverer, smtpDelivererDefaults } from './delivery.js';
+export type { Deliverer, DeliveryRequest, RecipientOutcome, SmtpDelivererOptions } from './delivery.js';
+export { nextHopFor, domainOf } from './routing.js';
+export type { NextHop, RoutingOptions } from './routing.js';
+export { backoffDelay, retryDefaults } from './schedule.js';
+export type { RetryOptions } from './schedule.js';
+export { buildDsn, rfc5322Date, headerBlock } from './dsn.js';
+export type { BuildDsnOptions, DsnKind, DsnRecipient } from './dsn.js';
+export { RelayError } from './errors.js';
+export type { RelayErrorCode } from './errors.js';
+export { formatQueue, main as runQueueCommand } from './cli.js';
+export type { CliIo } from './cli.js';
+export type { QueueEnvelope, QueueRecipient, QueueBody, QueueEntry, RecipientState, RecipientStatus, ReplySummary } from './types.js';
