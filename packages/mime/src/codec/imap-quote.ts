@@ -37,12 +37,13 @@ export function imapString(s: string | null | undefined): string {
     }
     if (c === 0x0d || c === 0x0a || c >= 0x80) return literal(s);
   }
-  return imapQuoted(s);
+  // Nothing for imapQuoted to drop here; only '"' and '\\' to escape, if any.
+  return escapes === 0 ? `"${s}"` : `"${s.replace(/["\\]/g, '\\$&')}"`;
 }
 
 /** nstring with folding removed: CR/LF dropped, a space put where a line did not start with one. */
 export function imapStringNoLf(s: string | null | undefined): string {
-  if (s === null || s === undefined || !/[\r\n]/.test(s)) return imapString(s);
+  if (s === null || s === undefined || (!s.includes('\n') && !s.includes('\r'))) return imapString(s);
   let out = '';
   for (let i = 0; i < s.length; i++) {
     const c = s[i]!;

@@ -17,13 +17,14 @@ const EMPTY_BODYSTRUCTURE = '("text" "plain" ("charset" "us-ascii") NIL NIL "7bi
 
 function addresses(values: readonly string[] | undefined): string {
   if (values === undefined) return 'NIL';
-  const list = values.flatMap((v) => parseAddressList(v));
-  if (list.length === 0) return 'NIL';
-  let out = '(';
-  for (const a of list) {
-    out += `(${a.name === null ? 'NIL' : imapStringForHumans(a.name)} ${imapString(a.route)} ${imapString(a.mailbox)} ${imapString(a.domain)})`;
+  // Repeated fields are merged, as if comma-separated (Dovecot does the same).
+  let out = '';
+  for (const value of values) {
+    for (const a of parseAddressList(value)) {
+      out += `(${a.name === null ? 'NIL' : imapStringForHumans(a.name)} ${imapString(a.route)} ${imapString(a.mailbox)} ${imapString(a.domain)})`;
+    }
   }
-  return out + ')';
+  return out === '' ? 'NIL' : `(${out})`;
 }
 
 /** The inside of an ENVELOPE list (without the outer parentheses). */
@@ -51,16 +52,15 @@ export function imapEnvelope(structure: MessageStructure | MimePart): string {
 }
 
 function params(list: readonly MimeParam[] | undefined, defaultCharset: boolean): string {
-  const items = list ?? [];
-  if (!defaultCharset && items.length === 0) return 'NIL';
-  const out: string[] = [];
+  if (list === undefined || list.length === 0) return defaultCharset ? '("charset" "us-ascii")' : 'NIL';
+  let out = '';
   let seenCharset = false;
-  for (const [name, value] of items) {
-    if (defaultCharset && name.toLowerCase() === 'charset') seenCharset = true;
-    out.push(`${imapString(name)} ${imapString(value)}`);
+  for (const [name, value] of list) {
+    if (defaultCharset && !seenCharset && name.length === 7 && name.toLowerCase() === 'charset') seenCharset = true;
+    out += `${out === '' ? '' : ' '}${imapString(name)} ${imapString(value)}`;
   }
-  if (defaultCharset && !seenCharset) out.push('"charset" "us-ascii"');
-  return `(${out.join(' ')})`;
+  if (defaultCharset && !seenCharset) out += ' "charset" "us-ascii"';
+  return `(${out})`;
 }
 
 /** disposition, language, location: the extension data every part has. */
@@ -73,7 +73,9 @@ function commonExtension(p: MimePart): string {
 function part(p: MimePart, extended: boolean): string {
   if (p.kind === 'multipart') {
     const children = p.children ?? [];
-    let out = children.length === 0 ? (extended ? EMPTY_BODYSTRUCTURE : EMPTY_BODY) : children.map((c) => `(${part(c, extended)})`).join('');
+    let out = '';
+    for (const c of children) out += `(${part(c, extended)})`;
+    if (out === '') out = extended ? EMPTY_BODYSTRUCTURE : EMPTY_BODY;
     out += ` ${imapString(p.subtype ?? '')}`;
     if (!extended) return out;
     return `${out} ${params(p.params, false)}${commonExtension(p)}`;
@@ -90,7 +92,7 @@ function part(p: MimePart, extended: boolean): string {
     text = true;
     out = '"text" "plain"';
   } else {
-    text = p.type.toLowerCase() === 'text';
+    text = p.type.length === 4 && p.type.toLowerCase() === 'text';
     out = `${imapString(p.type)} ${imapString(p.subtype ?? '')}`;
   }
   out += ` ${params(p.params, text)} ${imapStringNoLf(p.id)} ${imapStringNoLf(p.description)} ${p.encoding === undefined ? '"7bit"' : imapString(p.encoding)} ${p.bodyVirtualSize}`;

@@ -1,5 +1,6 @@
 import type { Lexer} from './rfc822-lexer.js';
 import { NUL_REPLACEMENT } from './rfc822-lexer.js';
+import { newList, pair } from './alloc.js';
 
 /** One MIME parameter, `[name, value]`, both byte strings, as they stand in the header (RFC 2231 continuations merged). */
 export type MimeParam = readonly [name: string, value: string];
@@ -14,7 +15,7 @@ export type MimeParam = readonly [name: string, value: string];
 export function parseParams(lexer: Lexer): { params: MimeParam[]; broken: boolean } {
   const saved = lexer.nulReplacement;
   lexer.nulReplacement = NUL_REPLACEMENT;
-  const result: [string, string][] = [];
+  const result = newList<[string, string]>();
   const sections: { key: string; value: string; idx: number; extended: boolean }[] = [];
   let broken = false;
   // Dovecot keeps the index of the previous section for a bare `name*` (it
@@ -32,7 +33,7 @@ export function parseParams(lexer: Lexer): { params: MimeParam[]; broken: boolea
     }
     const star = key.indexOf('*');
     if (star < 0) {
-      result.push([key, value]);
+      result.push(pair(key, value));
       continue;
     }
     let p = star;
@@ -50,7 +51,7 @@ export function parseParams(lexer: Lexer): { params: MimeParam[]; broken: boolea
       p++;
     }
     if (p !== key.length) {
-      result.push([key, value]);
+      result.push(pair(key, value));
     } else {
       sections.push({ key: key.slice(0, star), value, idx, extended });
     }
@@ -73,7 +74,7 @@ export function parseParams(lexer: Lexer): { params: MimeParam[]; broken: boolea
     if (!ok) {
       for (let k = i; k < j; k++) {
         const s = sections[k]!;
-        result.push([`${s.key}*${s.idx}${s.extended ? '*' : ''}`, s.value]);
+        result.push(pair(`${s.key}*${s.idx}${s.extended ? '*' : ''}`, s.value));
       }
     } else {
       let value = !first.extended && haveExtended ? "''" : '';
@@ -82,7 +83,7 @@ export function parseParams(lexer: Lexer): { params: MimeParam[]; broken: boolea
         // A plain section inside an extended value is literal text: escape its '%'.
         value += !s.extended && haveExtended ? s.value.replaceAll('%', '%25') : s.value;
       }
-      result.push([haveExtended ? `${first.key}*` : first.key, value]);
+      result.push(pair(haveExtended ? `${first.key}*` : first.key, value));
     }
     i = j;
   }

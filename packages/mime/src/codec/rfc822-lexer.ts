@@ -27,6 +27,10 @@ for (let c = 0; c < 256; c++) {
 for (const ch of "!#$%&'*+-^_`{|}~") ATEXT[ch.charCodeAt(0)] = 1;
 for (const ch of '/=?') ATEXT[ch.charCodeAt(0)] = 4;
 
+/** `run` masks: any atext (isAtext), MIME token chars (isTokenChar). */
+const ATEXT_MASK = 7;
+const TOKEN_MASK = 3;
+
 export function isAtext(c: number): boolean {
   return ATEXT[c & 0xff] !== 0;
 }
@@ -153,7 +157,7 @@ export class Lexer {
 
   /** RFC 2045 token (dots allowed too, as Dovecot does); may be empty. */
   mimeToken(out: string[]): -1 | 0 | 1 {
-    return this.run(out, isTokenChar);
+    return this.run(out, TOKEN_MASK);
   }
 
   /** quoted-string; the current byte is '"'. Quoted-pairs are unescaped, folding (CR)LF dropped. */
@@ -193,16 +197,16 @@ export class Lexer {
   }
 
   private atomOrDot(out: string[]): -1 | 0 | 1 {
-    return this.run(out, isAtext);
+    return this.run(out, ATEXT_MASK);
   }
 
-  /** The longest run of bytes that `accept` (or '.') allows, pushed to `out`, then any white space after it. */
-  private run(out: string[], accept: (c: number) => boolean): -1 | 0 | 1 {
+  /** The longest run of bytes whose ATEXT class is in `mask` (or '.'), pushed to `out`, then any white space after it. */
+  private run(out: string[], mask: number): -1 | 0 | 1 {
     const d = this.data;
     const start = this.pos;
     while (this.pos < d.length) {
       const c = d.charCodeAt(this.pos);
-      if (accept(c) || c === 0x2e) this.pos++;
+      if ((ATEXT[c & 0xff]! & mask) !== 0 || c === 0x2e) this.pos++;
       else break;
     }
     out.push(d.slice(start, this.pos));
