@@ -290,10 +290,16 @@ async function oursMailbox(root, user, label) {
   for (const uid of uids) bsBytes += imapBodyStructure(await h.structure(uid)).length;
   t.bodystructure = now() - t0;
 
+  // INTERNALDATE is fetched on demand (one stat per file the first time, kept in the index checkpoint after).
+  t0 = now();
+  const dates = await h.internalDates(uids);
+  t.internaldate = now() - t0;
+  if (dates.length !== uids.length) throw new Error('internalDates');
+
   const memoryAfterAll = memory();
   await h.close();
   await store.close();
-  log(`ours ${label}: open ${t.open.toFixed(0)} ms, list ${t.list.toFixed(1)} ms, store ${t.store.toFixed(0)} ms (${res.updated.length} updated), bodystructure ${t.bodystructure.toFixed(0)} ms (${bsBytes} bytes)`);
+  log(`ours ${label}: open ${t.open.toFixed(0)} ms, list ${t.list.toFixed(1)} ms, store ${t.store.toFixed(0)} ms (${res.updated.length} updated), bodystructure ${t.bodystructure.toFixed(0)} ms (${bsBytes} bytes), internaldate ${t.internaldate.toFixed(0)} ms`);
   if (list.length === 0 || flagCount < 0) throw new Error('empty mailbox');
   return { times: t, messages: list.length, before, after, memoryAfterAll };
 }
@@ -355,9 +361,13 @@ async function dovecotMailbox(dovecot, user, label) {
   t0 = now();
   const bs = ok(await imap.command('UID FETCH 1:* (BODYSTRUCTURE)'));
   t.bodystructure = now() - t0;
+
+  t0 = now();
+  ok(await imap.command('UID FETCH 1:* (INTERNALDATE)'));
+  t.internaldate = now() - t0;
   const rssAfterAll = pids.length === 1 ? procRss(pids[0]) : undefined;
   await imap.logout();
-  log(`dovecot ${label}: open ${t.open.toFixed(0)} ms, list ${t.list.toFixed(0)} ms (${fetched.untagged.length} responses), store ${t.store.toFixed(0)} ms, bodystructure ${t.bodystructure.toFixed(0)} ms (${bs.untagged.length} responses); imap rss ${rss === undefined ? '?' : mb(rss).toFixed(1)} MB`);
+  log(`dovecot ${label}: open ${t.open.toFixed(0)} ms, list ${t.list.toFixed(0)} ms (${fetched.untagged.length} responses), store ${t.store.toFixed(0)} ms, bodystructure ${t.bodystructure.toFixed(0)} ms (${bs.untagged.length} responses), internaldate ${t.internaldate.toFixed(0)} ms; imap rss ${rss === undefined ? '?' : mb(rss).toFixed(1)} MB`);
   return { times: t, messages: fetched.untagged.length, rss, rssAfterAll };
 }
 
@@ -501,6 +511,7 @@ try {
       row(phase, `${phase}: BODYSTRUCTURE of all (structure()+imapBodyStructure vs UID FETCH 1:* (BODYSTRUCTURE))`, 'ms', 'lower', ot?.bodystructure, dt?.bodystructure);
       const sum = (t) => (t === undefined ? undefined : t.open + t.list + t.store + t.bodystructure);
       row(phase, `${phase}: all four`, 'ms', 'lower', sum(ot), sum(dt));
+      row(phase, `${phase}: INTERNALDATE of all, after the four (internalDates(all) vs UID FETCH 1:* (INTERNALDATE))`, 'ms', 'lower', ot?.internaldate, dt?.internaldate);
     }
     const o = results.oursWarm;
     const d = results.dovecotWarm;

@@ -82,13 +82,17 @@ export interface CreateMailboxOptions {
 // ---------------------------------------------------------------------------
 // Messages
 
+/**
+ * What a view lists per message. INTERNALDATE is not here: a backend may
+ * need a file system call per message for it (Maildir keeps it as the
+ * file's mtime), so it is fetched on demand with `MailboxHandle.internalDates`.
+ */
 export interface MessageMeta {
   readonly uid: number;
   /** The MODSEQ of the last change to this message (append, flag change). */
   readonly modSeq: number;
   /** System flags and keywords, in no promised order (Maildir keeps them as sorted letters). */
   readonly flags: readonly string[];
-  readonly internalDate: number;
   /** RFC822.SIZE: the size of the message with CRLF line ends (what IMAP and POP3 serve). */
   readonly size: number;
   /** RFC 8474 EMAILID: stable for the same stored message across MOVE; a COPY may share it. */
@@ -158,8 +162,15 @@ export interface MailboxHandle extends AsyncDisposable {
   sync(): Promise<MailboxChanges>;
   /** Raw stored bytes of a message, or a byte range of them. Rejects with `ERR_STORE_NO_SUCH_MESSAGE` once expunged by anyone. */
   read(uid: number, range?: ByteRange): AsyncIterable<Uint8Array>;
-  /** The cached MIME structure (byte offsets of every part), computed once at delivery. */
+  /** The cached MIME structure (byte offsets of every part), computed once (at delivery, or on first use). */
   structure(uid: number): Promise<MessageStructure>;
+  /**
+   * INTERNALDATE (ms since the epoch) of each UID, in the order given (IMAP
+   * FETCH INTERNALDATE, SEARCH BEFORE/SINCE). Asked for in batches: a
+   * backend may need a file system call per message the first time. Rejects
+   * with `ERR_STORE_NO_SUCH_MESSAGE` when one is expunged.
+   */
+  internalDates(uids: readonly number[]): Promise<readonly number[]>;
   setFlags(uids: readonly number[], change: FlagChange): Promise<FlagChangeResult>;
   copy(uids: readonly number[], destination: string): Promise<CopyResult>;
   /** COPY then expunge from this mailbox, atomically per message (RFC 6851). */

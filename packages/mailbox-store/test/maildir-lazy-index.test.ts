@@ -8,6 +8,9 @@ import { computeStructure } from '../src/structure.js';
 import { createMaildirStore } from '../src/maildir/index.js';
 import { crc32, crc32Js, decodeRecords, encodeRecord, IndexState } from '../src/maildir/index-log.js';
 import type { IndexRecord } from '../src/maildir/index-log.js';
+import { splitInfo } from '../src/maildir/filename.js';
+
+const flagsOfInfo = (info: string): readonly string[] => splitInfo(info).flags;
 
 function crlfSize(body: string): number {
   return Buffer.byteLength(body) + (body.match(/(?<!\r)\n/g)?.length ?? 0);
@@ -53,12 +56,12 @@ describe('Maildir lazy indexing', () => {
     const at = lazy.structures?.[3];
     expect(at).toBeDefined();
     expect(JSON.parse(data.toString('utf8', at![0], at![0] + at![1]))).toEqual(st);
-    const state = new IndexState();
+    const state = new IndexState(flagsOfInfo);
     lazy.records.forEach((r, k) => state.apply(r, lazy.structures?.[k]));
     expect(state.messages.get(1)?.structureAt).toEqual(at);
     expect(state.messages.get(2)?.structureAt).toBeUndefined();
     expect(state.highestModSeq).toBe(3);
-    const whole = new IndexState();
+    const whole = new IndexState(flagsOfInfo);
     for (const r of decodeRecords(data).records) whole.apply(r);
     expect(whole.snapshot().find((r) => r.t === 'A' && r.u === 1)).toMatchObject({ st });
   });
@@ -75,9 +78,9 @@ describe('Maildir lazy indexing', () => {
     const store = createMaildirStore({ root, fsync: false });
     try {
       const h = await (await store.user('tim')).open('INBOX');
-      expect(h.messages().map((m) => [m.uid, m.size, m.internalDate, m.flags])).toEqual(
-        bodies.map((b, i) => [i + 1, crlfSize(b), Date.UTC(2024, 0, 1 + i), i % 2 === 0 ? ['\\Seen'] : []]),
-      );
+      expect(h.messages().map((m) => [m.uid, m.size, m.flags])).toEqual(bodies.map((b, i) => [i + 1, crlfSize(b), i % 2 === 0 ? ['\\Seen'] : []]));
+      // INTERNALDATE is each file's mtime, read when asked for.
+      expect(await h.internalDates(bodies.map((_, i) => i + 1))).toEqual(bodies.map((_, i) => Date.UTC(2024, 0, 1 + i)));
       // Nothing was parsed: the index holds no structure yet.
       let log = decodeRecords(await readFile(join(maildir, 'pigeonpost-index.log')));
       expect(log.records.filter((r) => r.t === 'A' && r.st !== undefined)).toEqual([]);
@@ -103,6 +106,39 @@ describe('Maildir lazy indexing', () => {
       await store.close();
       await rm(root, { recursive: true, force: true });
     }
+  });
+
+  it('gives the same structures from the parse workers as from the main thread, non-ASCII headers included', async () => {
+    const bodies = [
+      'Subject: =?UTF-8?Q?R=C3=A9union?=\nFrom: "Chloé Dupont" <c@example.org>\n\nbody\n',
+      'Subject: Café 8-bit\nContent-Type: text/plain; charset=utf-8\nContent-Disposition: attachment; filename*=utf-8\'\'na%C3%AFve.txt\n\nnaïve\n',
+      'Subject: plain\n\nascii\n',
+    ];
+    const structures: unknown[][] = [];
+    for (const parseWorkers of [0, 2]) {
+      const root = await mkdtemp(join(tmpdir(), 'pp-lazy-'));
+      await writeFolder(root, bodies, () => true);
+      const store = createMaildirStore({ root, fsync: false, parseWorkers });
+      try {
+        const h = await (await store.user('tim')).open('INBOX');
+        const got: unknown[] = [];
+        for (let uid = 1; uid <= bodies.length; uid++) got.push(await h.structure(uid));
+        structures.push(got);
+        await h.close();
+        await store.close();
+        // And as read back from the index log by another store.
+        const again = createMaildirStore({ root, fsync: false, parseWorkers });
+        const h2 = await (await again.user('tim')).open('INBOX');
+        for (let uid = 1; uid <= bodies.length; uid++) expect(await h2.structure(uid)).toEqual(got[uid - 1]);
+        await h2.close();
+        await again.close();
+      } finally {
+        await store.close();
+        await rm(root, { recursive: true, force: true });
+      }
+    }
+    expect(structures[1]).toEqual(structures[0]);
+    for (const [i, body] of bodies.entries()) expect(structures[0]![i]).toEqual(await computeStructure(Buffer.from(body)));
   });
 
   it('appends the structures still waiting when the store closes', async () => {

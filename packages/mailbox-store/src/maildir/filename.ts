@@ -35,15 +35,22 @@ export interface ParsedFilename {
   readonly virtualSize?: number;
 }
 
-const SIZE_FIELD = { S: /,S=(\d+)(?=,|$)/, W: /,W=(\d+)(?=,|$)/ } as const;
-
 function sizeField(base: string, key: 'S' | 'W'): number | undefined {
-  // Dovecot's maildir_filename_get_size(): `,<key>=<digits>` ended by `,`, `:` or the end.
-  if (!base.includes(`,${key}=`)) return undefined;
-  const match = SIZE_FIELD[key].exec(base);
-  if (!match) return undefined;
-  const value = Number(match[1]);
-  return Number.isSafeInteger(value) ? value : undefined;
+  // Dovecot's maildir_filename_get_size(): `,<key>=<digits>` ended by `,` or the end of the base.
+  // A character scan, not a regular expression: a sync looks at every name of a folder.
+  const field = key === 'S' ? ',S=' : ',W=';
+  for (let at = base.indexOf(field); at >= 0; at = base.indexOf(field, at + 1)) {
+    let k = at + 3;
+    let value = 0;
+    while (k < base.length) {
+      const c = base.charCodeAt(k);
+      if (c < 48 || c > 57) break;
+      value = value * 10 + (c - 48);
+      k++;
+    }
+    if (k > at + 3 && (k === base.length || base.charCodeAt(k) === 44)) return Number.isSafeInteger(value) ? value : undefined;
+  }
+  return undefined;
 }
 
 export function parseFilename(name: string): ParsedFilename {

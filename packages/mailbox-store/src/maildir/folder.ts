@@ -9,46 +9,69 @@
  * uidlist lock held, so Dovecot and every Pigeonpost process agree on UIDs,
  * and the index has one writer at a time.
  */
-import { randomBytes, createHash } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createReadStream, readFile as readFileCallback, rename as renameCallback, stat as statCallback } from 'node:fs';
 import { copyFile, link, mkdir, open, readdir, readFile, rename, stat, truncate, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clock, Logger } from '@pigeonpost/wire';
 import { StoreError } from '../errors.js';
-import { isDeleted, isKeyword, isSeen } from '../flags.js';
+import { isKeyword } from '../flags.js';
 import type { StoreLimits } from '../limits.js';
 import { MessageSizeCounter, meterMessageSource } from '../source.js';
 import type { MessageStructure } from '../structure.js';
+import { MimeParser } from '@pigeonpost/mime';
 import { computeStructure } from '../structure.js';
-import type { MessageMeta, MessageSource } from '../types.js';
+import type { FlagChangeMode, MessageSource } from '../types.js';
+import { CHECKPOINT_VERSION, decodeCheckpoint, encodeCheckpoint, LOG_TAIL_CHECK, peekCheckpointScan } from './checkpoint.js';
 import { acquireDotlock, writeThroughDotlock } from './dotlock.js';
 import type { Dotlock } from './dotlock.js';
 import { baseOfName, curName, infoOfName, LETTER_OF_FLAG, parseFilename, sortInfo, splitInfo, withSizes } from './filename.js';
 import type { UniqueNames } from './filename.js';
-import type { IndexedMessage, IndexRecord } from './index-log.js';
-import { decodeRecords, encodeRecord, encodeRecordAt, IndexState } from './index-log.js';
+import type { FsFailure, FsWorker } from './fs-worker.js';
+import type { AddRecord, IndexRecord } from './index-log.js';
+import { applyInfoDelta, crc32, decodeRecords, encodeRecord, encodeRecordAt, IndexState, parseJsonBytes, uidRanges } from './index-log.js';
 import { KeywordTable, parseKeywordsFile, serializeKeywordsFile } from './keywords.js';
-import { newMailboxGuid, parseUidlist, serializeUidlist, UidlistParseError } from './uidlist.js';
+import { MaildirMessage } from './message.js';
+import { newMailboxGuid, parseUidlist, parseUidlistHeader, serializeUidlist, UidlistParseError } from './uidlist.js';
 import type { Uidlist, UidlistRecord } from './uidlist.js';
 
 export const UIDLIST = 'dovecot-uidlist';
 export const KEYWORDS = 'dovecot-keywords';
 export const INDEX_LOG = 'pigeonpost-index.log';
+export const INDEX_CHECKPOINT = 'pigeonpost-index.bin';
 export const FOLDER_MARKER = 'maildirfolder';
-/** File renames (flag changes) in flight at once. */
+/** File renames (flag changes) in flight at once through libuv, for small changes. */
 const RENAMES_IN_FLIGHT = 16;
+/** A flag change renaming more files than this goes to the file worker, in batches of RENAME_BATCH. */
+const WORKER_RENAMES_FROM = 64;
+const RENAME_BATCH = 8192;
+/** Files read ahead by the file worker when structures are computed on first use, and per batch. */
+const STRUCTURE_READ_AHEAD = 256;
+const READ_BATCH = 32;
+/** INTERNALDATEs stat'ed by the file worker per batch. */
+const STAT_BATCH = 4096;
+/** New files found by one sync past this many are not logged one add record each: the checkpoint holds them. */
+const LOGGED_ADDS_MAX = 512;
+/** Index log bytes after the checkpoint past which a new checkpoint is written in the background. */
+const CHECKPOINT_AFTER_BYTES = 8 * 1024 * 1024;
+/** How long after it is asked for a background checkpoint is written. */
+const CHECKPOINT_DELAY_MS = 1000;
 /** Files looked at (a stat, or a read when the name has no `,W=`) at once when indexing new files. */
 const DESCRIBES_IN_FLIGHT = 32;
 /** Structures computed on first use and not yet in the index log: past this many, they are appended in the background. */
 const PENDING_STRUCTURES_FLUSH = 1024;
-/** When a structure is computed from its file, the next UIDs' are computed too, this many at once (FETCH 1:* BODYSTRUCTURE walks in order). */
-const STRUCTURE_PREFETCH = 16;
 /** Files up to this size are read whole when indexed; larger ones are streamed. */
 const WHOLE_READ_BYTES = 1024 * 1024;
 /** Bytes of the index log read at once when a structure is asked for. */
-const STRUCTURE_READ_AHEAD = 256 * 1024;
-/** A directory mtime at least this much older than a scan cannot hide a later change (FAT keeps 2 s). */
+const STRUCTURE_LOG_WINDOW = 1024 * 1024;
+/**
+ * A directory mtime at least this much older than a scan cannot hide a later
+ * change: 2 s where mtimes are in whole seconds (FAT keeps 2 s, ext3 1 s),
+ * 250 ms where they have sub-second parts (ext4, XFS, btrfs, tmpfs set them
+ * from a clock that ticks every few milliseconds).
+ */
 const MTIME_TRUST_MS = 2000;
+const MTIME_TRUST_FINE_MS = 250;
 
 export interface FolderContext {
   readonly clock: Clock;
@@ -64,26 +87,27 @@ export interface FolderContext {
   nextUidValidity(): Promise<number>;
   /** Called after every change committed to the index (local notifications). */
   onRecords(folder: Folder, records: readonly IndexRecord[]): void;
+  /** The store's file worker (bulk renames, reads and stats off the main thread). */
+  readonly fsWorker: FsWorker;
+  /** Workers that read and parse files for structures computed on first use (empty: read by fsWorker, parsed here). */
+  readonly parseWorkers: readonly FsWorker[];
+  /** @pigeonpost/mime's CommonJS entry, for the parse workers; undefined: parse here. */
+  readonly mimePath: string | undefined;
 }
 
-export interface FolderMessage extends MessageMeta {
-  /** Current file: `cur/<name>` or `new/<name>`. */
+export type FolderMessage = MaildirMessage;
+
+/** Where a message's file is. */
+export interface FileLocation {
   readonly dir: 'cur' | 'new';
-  readonly file: string;
-  readonly base: string;
-  readonly info: string;
-  /** The same fields as a plain MessageMeta, made once per message version and shared by every handle. */
-  readonly meta: MessageMeta;
+  readonly name: string;
 }
 
 function errno(error: unknown): string | undefined {
   return (error as NodeJS.ErrnoException | undefined)?.code;
 }
 
-export function emailIdOf(base: string): string {
-  // RFC 8474 objectid: stable for a stored file; MOVE and hard-link COPY keep the base, so they keep it too.
-  return 'M' + createHash('sha256').update(base).digest('base64url').slice(0, 23);
-}
+export { emailIdOf } from './message.js';
 
 /** fs.readFile through its callback: no FileHandle (the promise API's is several times slower for small files). */
 function readSmallFile(path: string): Promise<Buffer> {
@@ -95,9 +119,23 @@ function renameFile(from: string, to: string): Promise<void> {
   return new Promise((resolve, reject) => renameCallback(from, to, (error) => (error ? reject(error) : resolve())));
 }
 
-/** A file's mtime through the callback stat (cheaper than fs/promises' for 100k files). */
+/** A file's mtime through the callback stat (cheaper than fs/promises' for many files). */
 function mtimeOf(path: string): Promise<number> {
   return new Promise((resolve, reject) => statCallback(path, (error, st) => (error ? reject(error) : resolve(st.mtimeMs))));
+}
+
+/** True when `name` is `<base>:2,<info>`, the name a message with these flags has in cur/. */
+function isCanonicalName(name: string, base: string, info: string): boolean {
+  return name.length === base.length + 3 + info.length && name.startsWith(base) && name.startsWith(':2,', base.length) && name.endsWith(info);
+}
+
+const NO_EXTENSIONS: readonly string[] = Object.freeze([]);
+
+/** The structure of a message held whole: one push, no async iteration. */
+function structureOfBytes(data: Buffer): MessageStructure {
+  const parser = new MimeParser();
+  parser.push(data);
+  return parser.end();
 }
 
 async function fsyncPath(path: string): Promise<void> {
@@ -120,7 +158,7 @@ interface PendingCommit {
   readonly tmp: PendingTmp;
   readonly flags: readonly string[];
   readonly internalDate: number;
-  resolve(message: FolderMessage): void;
+  resolve(message: MaildirMessage): void;
   reject(error: unknown): void;
 }
 
@@ -129,35 +167,62 @@ export class Folder {
   name: string;
   readonly #ctx: FolderContext;
   #queue: Promise<unknown> = Promise.resolve();
+  /** dovecot-uidlist's header (V, N, G, other fields). Its records are the messages of the index (see #records). */
   uidlist: Uidlist | undefined;
   keywords: KeywordTable;
-  readonly index = new IndexState();
+  readonly index: IndexState;
   #indexOffset = 0;
   #indexIno = -1;
-  /** UID → current file. */
-  readonly files = new Map<number, { dir: 'cur' | 'new'; name: string }>();
-  #view: FolderMessage[] = [];
-  #viewByUid = new Map<number, FolderMessage>();
+  /** The last ≤ LOG_TAIL_CHECK bytes of the index log before #indexOffset (a checkpoint's proof of which log it stands for). */
+  #logTail: Buffer = Buffer.alloc(0);
+  /** The log offset the last checkpoint (written or loaded) stands for; -1: none. */
+  #checkpointOffset = -1;
+  /** Something a checkpoint holds changed without a log record (INTERNALDATEs read, adds not logged). */
+  #checkpointDirty = false;
+  #checkpointScheduled = false;
+  /** The store closed: no more background writes. */
+  #closed = false;
+  #checkpointWrite: Promise<void> = Promise.resolve();
+  /** What the last #refreshIndex did: records applied, and whether it started over (from a checkpoint or not). */
+  #refreshed = { applied: 0, reset: false, fromCheckpoint: false };
+  /** Messages ascending by UID, as of the last change; replaced (never changed in place), so handles can hold it. */
+  #view: MaildirMessage[] = [];
   #viewKeywords = '';
+  /** Flags arrays by info letters, shared by every message with those letters (frozen), for the current keyword table. */
+  #flagsByInfo = new Map<string, readonly string[]>();
+  readonly #infos = new Map<string, string>();
   #structureWindow: { ino: number; start: number; buf: Buffer } | undefined;
   /** dovecot-uidlist as last read under the lock: its inode and the bytes up to its last `\n` (for appends). */
   #uidlistAt: { ino: number; size: number } | undefined;
-  /** dovecot-uidlist as this.uidlist holds it (inode, size, mtime), so an unchanged file is not parsed again. */
+  /** dovecot-uidlist as this.uidlist and the index's messages hold it (inode, size, mtime), so an unchanged file is not parsed again. */
   #uidlistRead: { ino: number; size: number; mtimeMs: number; appendable: { ino: number; size: number } | undefined } | undefined;
+  /** Extension fields of uidlist records (rare), by UID; undefined when the records were not parsed (the file was known). */
+  #extensions: Map<number, readonly string[]> | undefined = new Map();
   /** The last full scan of cur/ and new/: their mtimes, and whether they are old enough to trust (see #syncLocked). */
   #lastScan: { cur: number; new: number; trusted: boolean } | undefined;
   readonly #pendingCommits: PendingCommit[] = [];
   /** Structures computed since the index was written (a folder indexed from its files), by UID, to append to the log. */
-  readonly #pendingStructures = new Map<number, { base: string; structure: MessageStructure }>();
+  /**
+   * Encoded as their structure records at once (bytes outside the JS heap, and
+   * the structure objects die young instead of waiting here for the flush).
+   */
+  readonly #pendingStructures = new Map<number, { base: string; data: Buffer; at: readonly [number, number] }>();
   #structureFlushScheduled = false;
   /** Structures being computed from files (asked for, or prefetched), by UID. */
   readonly #computing = new Map<number, Promise<MessageStructure>>();
+  /** Files being read (or read) by the file worker ahead of `structure()`, by UID, with the base name they were read for. */
+  readonly #readAhead = new Map<number, { base: string; result: Promise<{ json?: string; data?: Buffer } | undefined> }>();
+  #nextParser = 0;
+  #parsersFailed = false;
+  /** Where read-ahead stopped (a UID of `view`), for the walk that began at `from`. */
+  readonly #readCursor: { view: readonly MaildirMessage[] | undefined; from: number; uid: number } = { view: undefined, from: 0, uid: 0 };
 
   constructor(path: string, name: string, ctx: FolderContext) {
     this.path = path;
     this.name = name;
     this.#ctx = ctx;
     this.keywords = new KeywordTable([], ctx.limits.maxKeywordsPerMailbox);
+    this.index = new IndexState((info) => this.flagsOf(info));
   }
 
   get id(): string {
@@ -172,9 +237,14 @@ export class Folder {
     return this.uidlist?.nextUid ?? 1;
   }
 
-  /** Messages, ascending by UID, as of the last sync. */
-  messages(): readonly FolderMessage[] {
+  /** Messages, ascending by UID, as of the last sync. The array is never changed: a change makes a new one. */
+  messages(): readonly MaildirMessage[] {
     return this.#view;
+  }
+
+  /** The current version of a message, or undefined when it is not in the folder. */
+  message(uid: number): MaildirMessage | undefined {
+    return this.index.messages.get(uid);
   }
 
   /** Run `fn` alone in this process and with the uidlist lock held, after a sync. */
@@ -211,29 +281,79 @@ export class Folder {
   }
 
   // -------------------------------------------------------------------------
+  // Files of a message
+
+  /** Where a message's file is (as far as the last sync or change knows). */
+  locationOf(m: MaildirMessage): FileLocation {
+    const f = m.file;
+    if (f === undefined) return { dir: 'cur', name: curName(m.base, m.info) };
+    return { dir: f.startsWith('new/') ? 'new' : 'cur', name: f.slice(4) };
+  }
+
+  #setLocation(m: MaildirMessage, loc: FileLocation): void {
+    m.file = loc.dir === 'cur' && isCanonicalName(loc.name, m.base, m.info) ? undefined : `${loc.dir}/${loc.name}`;
+  }
+
+  #pathOf(m: MaildirMessage): string {
+    // Plain concatenation: path.join's normalisation shows in profiles at 100k messages, and these parts need none.
+    const f = m.file;
+    return f === undefined ? `${this.path}/cur/${curName(m.base, m.info)}` : `${this.path}/${f}`;
+  }
+
+  // -------------------------------------------------------------------------
   // Sync
 
-  async #readUidlist(): Promise<Uidlist | undefined> {
-    let text: string;
+  /**
+   * dovecot-uidlist: its header always; its records only when the file is not
+   * the one the index's messages were made from (`records` undefined then:
+   * they are the index's). `force` parses the records in any case.
+   */
+  async #readUidlist(force: boolean): Promise<{ list: Uidlist; records: UidlistRecord[] | undefined } | undefined> {
+    let buf: Buffer;
     this.#uidlistAt = undefined;
     let at: { ino: number; size: number };
     let mtimeMs: number;
+    let known: boolean;
     try {
       const fh = await open(join(this.path, UIDLIST), 'r');
       try {
         const st = await fh.stat();
         mtimeMs = st.mtimeMs;
         // Unchanged since we read or wrote it: the same inode (a rewrite renames a new file
-        // in) and size (Dovecot appends in place). We hold the lock, so nobody is writing it.
-        const known = this.#uidlistRead;
-        if (known !== undefined && this.uidlist !== undefined && known.ino === st.ino && known.size === st.size && known.mtimeMs === st.mtimeMs) {
-          this.#uidlistAt = known.appendable;
-          return this.uidlist;
+        // in), size (Dovecot appends in place) and mtime. We hold the lock, so nobody is writing it.
+        const read = this.#uidlistRead;
+        known = read !== undefined && read.ino === st.ino && read.size === st.size && read.mtimeMs === st.mtimeMs;
+        if (known && this.uidlist !== undefined && !force) {
+          this.#uidlistAt = read!.appendable;
+          return { list: this.uidlist, records: undefined };
         }
         this.#uidlistRead = undefined;
-        const buf = await fh.readFile();
+        if (known && !force && st.size > 16384) {
+          // Known (from a checkpoint) but not read by this store yet: only the header line and the
+          // last record are needed, so only the first and last few KiB are read, not 100k lines.
+          const head = Buffer.allocUnsafe(4096);
+          const tail = Buffer.allocUnsafe(8192);
+          const [h, t] = await Promise.all([fh.read(head, 0, head.length, 0), fh.read(tail, 0, tail.length, st.size - tail.length)]);
+          const headEnd = head.subarray(0, h.bytesRead).indexOf(0x0a) + 1;
+          const lastNl = tail.subarray(0, t.bytesRead).lastIndexOf(0x0a);
+          const lastStart = lastNl > 0 ? tail.lastIndexOf(0x0a, lastNl - 1) + 1 : 0;
+          let list: Uidlist | undefined;
+          try {
+            if (headEnd > 0 && lastNl > 0 && lastStart > 0) list = parseUidlistHeader(head.toString('utf8', 0, headEnd) + tail.toString('utf8', lastStart, lastNl + 1));
+          } catch {
+            list = undefined; // read and judged whole below
+          }
+          if (list !== undefined) {
+            const end = st.size - tail.length + lastNl + 1;
+            if (list.version === 3) this.#uidlistAt = { ino: st.ino, size: end };
+            this.#uidlistRead = { ino: st.ino, size: st.size, mtimeMs, appendable: this.#uidlistAt };
+            this.#extensions = undefined;
+            this.uidlist = { ...list, records: [] };
+            return { list: this.uidlist, records: undefined };
+          }
+        }
+        buf = await fh.readFile();
         at = { ino: st.ino, size: buf.lastIndexOf(0x0a) + 1 };
-        text = buf.toString('utf8');
       } finally {
         await fh.close();
       }
@@ -242,10 +362,26 @@ export class Folder {
       throw error;
     }
     try {
-      const list = parseUidlist(text);
+      // Known (from a checkpoint) but not read by this store yet: the header is enough.
+      const headerOnly = known && !force;
+      let list: Uidlist;
+      if (headerOnly) {
+        // Only the header line and the last record (for N) are decoded, not the 100k lines between.
+        const first = buf.indexOf(0x0a) + 1;
+        const lastStart = at.size > first ? buf.lastIndexOf(0x0a, at.size - 2) + 1 : first;
+        list = parseUidlistHeader(buf.toString('utf8', 0, first) + buf.toString('utf8', Math.max(first, lastStart), at.size));
+      } else list = parseUidlist(buf.toString('utf8'));
       if (list.version === 3) this.#uidlistAt = at;
-      this.#uidlistRead = { ino: at.ino, size: Buffer.byteLength(text), mtimeMs, appendable: this.#uidlistAt };
-      return list;
+      this.#uidlistRead = { ino: at.ino, size: buf.length, mtimeMs, appendable: this.#uidlistAt };
+      if (headerOnly) {
+        this.#extensions = undefined;
+        this.uidlist = { ...list, records: [] };
+        return { list: this.uidlist, records: undefined };
+      }
+      const extensions = new Map<number, readonly string[]>();
+      for (const r of list.records) if (r.extensions.length > 0) extensions.set(r.uid, r.extensions);
+      this.#extensions = extensions;
+      return { list: { ...list, records: [] }, records: [...list.records] };
     } catch (error) {
       if (error instanceof UidlistParseError) {
         this.#ctx.logger.warn({ path: this.path, error: error.message }, 'corrupted dovecot-uidlist: recreating with a new UIDVALIDITY');
@@ -255,12 +391,26 @@ export class Folder {
     }
   }
 
-  async #writeUidlist(list: Uidlist): Promise<void> {
+  /** The uidlist records of the folder's messages (UID order), with `added` after them and `gone` left out. */
+  async #records(added: readonly UidlistRecord[] = [], gone?: ReadonlySet<number>): Promise<UidlistRecord[]> {
+    if (this.#extensions === undefined) {
+      // The extension fields were not parsed (the file was known from a checkpoint): read them now, under the lock.
+      const read = await this.#readUidlist(true);
+      if (read === undefined) this.#extensions = new Map();
+    }
+    const ext = this.#extensions ?? new Map<number, readonly string[]>();
+    const out: UidlistRecord[] = [];
+    for (const m of this.#view) if (gone === undefined || !gone.has(m.uid)) out.push({ uid: m.uid, extensions: ext.get(m.uid) ?? NO_EXTENSIONS, base: m.base });
+    out.push(...added);
+    return out;
+  }
+
+  async #writeUidlist(list: Uidlist, records: readonly UidlistRecord[]): Promise<void> {
     const tmp = join(this.path, `${UIDLIST}.tmp`);
     const fh = await open(tmp, 'w', 0o600);
     let st;
     try {
-      await fh.writeFile(serializeUidlist(list));
+      await fh.writeFile(serializeUidlist({ ...list, records }));
       if (this.#ctx.fsync) await fh.datasync();
       st = await fh.stat();
     } finally {
@@ -268,7 +418,12 @@ export class Folder {
     }
     await rename(tmp, join(this.path, UIDLIST));
     if (this.#ctx.fsync) await fsyncPath(this.path);
-    this.uidlist = list;
+    this.uidlist = { ...list, records: [] };
+    if (this.#extensions !== undefined) {
+      const ext = new Map<number, readonly string[]>();
+      for (const r of records) if (r.extensions.length > 0) ext.set(r.uid, r.extensions);
+      this.#extensions = ext;
+    }
     // The file is exactly what we wrote: later appends may go to its end, and the next sync need not parse it again.
     this.#uidlistAt = { ino: st.ino, size: st.size };
     this.#uidlistRead = { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, appendable: this.#uidlistAt };
@@ -285,12 +440,12 @@ export class Folder {
    */
   async #appendUidlist(list: Uidlist, added: readonly UidlistRecord[]): Promise<void> {
     const at = this.#uidlistAt;
-    if (at === undefined || added.length === 0) return this.#writeUidlist(list);
+    if (at === undefined || added.length === 0) return this.#writeUidlist(list, await this.#records(added));
     let fh;
     try {
       fh = await open(join(this.path, UIDLIST), 'r+');
     } catch (error) {
-      if (errno(error) === 'ENOENT') return this.#writeUidlist(list);
+      if (errno(error) === 'ENOENT') return this.#writeUidlist(list, await this.#records(added));
       throw error;
     }
     let appended: number;
@@ -300,7 +455,7 @@ export class Folder {
       if (st.ino !== at.ino || st.size < at.size) {
         await fh.close();
         fh = undefined;
-        return this.#writeUidlist(list);
+        return this.#writeUidlist(list, await this.#records(added));
       }
       if (st.size > at.size) await fh.truncate(at.size);
       const data = Buffer.from(added.map((r) => `${r.uid}${r.extensions.map((e) => ` ${e}`).join('')} :${r.base}\n`).join(''), 'utf8');
@@ -313,7 +468,7 @@ export class Folder {
     }
     this.#uidlistAt = { ino: at.ino, size: at.size + appended };
     this.#uidlistRead = after.size === this.#uidlistAt.size ? { ino: at.ino, size: after.size, mtimeMs: after.mtimeMs, appendable: this.#uidlistAt } : undefined;
-    this.uidlist = list;
+    this.uidlist = { ...list, records: [] };
   }
 
   async #readKeywords(): Promise<void> {
@@ -324,6 +479,18 @@ export class Folder {
       if (errno(error) !== 'ENOENT') throw error;
     }
     this.keywords = new KeywordTable(parseKeywordsFile(text), this.#ctx.limits.maxKeywordsPerMailbox);
+    this.#keywordsChanged();
+  }
+
+  /** After the keyword table changed: flags arrays are made again, and every message gets a version with them (same MODSEQ). */
+  #keywordsChanged(): void {
+    const keywords = this.keywords.slots.join('\n');
+    if (keywords === this.#viewKeywords) return;
+    this.#viewKeywords = keywords;
+    this.#flagsByInfo = new Map();
+    const messages = this.index.messages;
+    for (const [uid, m] of messages) messages.set(uid, m.withFlags(m.modSeq, m.info, this.flagsOf(m.info)));
+    this.#rebuildView();
   }
 
   async #writeKeywords(): Promise<void> {
@@ -338,7 +505,12 @@ export class Folder {
 
   async #listDir(dir: 'cur' | 'new'): Promise<string[]> {
     try {
-      return (await readdir(join(this.path, dir))).filter((n) => !n.startsWith('.'));
+      const names = await readdir(join(this.path, dir));
+      // Dot files (not messages) are rare: removed in place, no second array of 100k names.
+      let w = 0;
+      for (let r = 0; r < names.length; r++) if (names[r]!.charCodeAt(0) !== 46) names[w++] = names[r]!;
+      names.length = w;
+      return names;
     } catch (error) {
       if (errno(error) === 'ENOENT') {
         if (dir === 'cur') throw new StoreError('ERR_STORE_NO_SUCH_MAILBOX', `mailbox ${this.name} does not exist`);
@@ -346,6 +518,49 @@ export class Folder {
       }
       throw error;
     }
+  }
+
+  #keepLogTail(bytes: Buffer): void {
+    if (bytes.length >= LOG_TAIL_CHECK) this.#logTail = Buffer.from(bytes.subarray(bytes.length - LOG_TAIL_CHECK));
+    else this.#logTail = Buffer.concat([this.#logTail, bytes]).subarray(-LOG_TAIL_CHECK);
+  }
+
+  /**
+   * The checkpoint, when it stands for this log (`fh`, `size` bytes long):
+   * loaded into the index, which then reads the log from its offset on.
+   */
+  async #loadCheckpoint(fh: Awaited<ReturnType<typeof open>>, ino: number, size: number): Promise<boolean> {
+    let buf: Buffer;
+    try {
+      buf = await readFile(join(this.path, INDEX_CHECKPOINT));
+    } catch (error) {
+      if (errno(error) === 'ENOENT') return false;
+      throw error;
+    }
+    const cp = decodeCheckpoint(buf, this.index);
+    if (cp === undefined || cp.logIno !== ino || cp.logOffset > size || cp.logOffset < 1) {
+      this.index.reset();
+      return false;
+    }
+    const start = Math.max(0, cp.logOffset - LOG_TAIL_CHECK);
+    const tail = Buffer.alloc(cp.logOffset - start);
+    const { bytesRead } = await fh.read(tail, 0, tail.length, start);
+    if (bytesRead !== tail.length || crc32(tail) !== cp.logTailCrc) {
+      this.index.reset();
+      return false;
+    }
+    this.#indexOffset = cp.logOffset;
+    this.#logTail = tail;
+    this.#checkpointOffset = cp.logOffset;
+    // The scan this state came from: a sync may skip the directories while they keep those mtimes.
+    this.#lastScan = cp.scan;
+    if (cp.uidlist !== undefined) {
+      const u = cp.uidlist;
+      this.#uidlistRead = { ino: u.ino, size: u.size, mtimeMs: u.mtimeMs, appendable: u.appendable < 0 ? undefined : { ino: u.ino, size: u.appendable } };
+      // The header is read again from that file (ours may be of another version of it).
+      this.uidlist = undefined;
+    }
+    return true;
   }
 
   /** Read the index from where we stopped; reload when it was replaced. Returns false when it is unusable. */
@@ -360,10 +575,19 @@ export class Folder {
     }
     try {
       const st = await fh.stat();
+      let fromCheckpoint = false;
+      this.#refreshed = { applied: 0, reset: false, fromCheckpoint: false };
       if (st.ino !== this.#indexIno || st.size < this.#indexOffset) {
         this.#indexIno = st.ino;
         this.#indexOffset = 0;
+        this.#logTail = Buffer.alloc(0);
+        this.#checkpointOffset = -1;
+        this.#structureWindow = undefined;
         this.index.reset();
+        // What the uidlist holds is known again only from a checkpoint: the index's messages are its records then.
+        this.#uidlistRead = undefined;
+        fromCheckpoint = await this.#loadCheckpoint(fh, st.ino, st.size);
+        this.#refreshed = { applied: 0, reset: true, fromCheckpoint };
       }
       if (st.size === this.#indexOffset) return this.index.uidValidity !== 0;
       const buf = Buffer.alloc(st.size - this.#indexOffset);
@@ -375,22 +599,26 @@ export class Folder {
         const at = decoded.structures?.[k];
         this.index.apply(r, at === undefined ? undefined : [start + at[0], at[1]]);
       });
+      this.#refreshed.applied = decoded.records.length;
       if (start === 0 && decoded.records.length > 0 && decoded.records[0]!.t !== 'H') return false;
       this.#indexOffset += decoded.consumed;
+      this.#keepLogTail(buf.subarray(0, decoded.consumed));
       if (decoded.stop === 'corrupt') return false;
       if (decoded.stop === 'partial') {
         // A crash mid-append (we hold the lock: nobody is writing). Cut the torn record off.
         await truncate(path, this.#indexOffset);
       }
+      // A long tail after the checkpoint (or none at all): the next open should not read it again.
+      if (decoded.consumed > 1024 * 1024 || (!fromCheckpoint && start === 0 && this.index.messages.size > 1000)) this.#scheduleCheckpoint();
       return this.index.uidValidity !== 0;
     } finally {
       await fh.close();
     }
   }
 
-  async #appendIndex(records: readonly IndexRecord[]): Promise<void> {
+  async #appendIndex(records: readonly IndexRecord[], preEncoded?: readonly { data: Buffer; structure?: readonly [number, number] }[]): Promise<void> {
     if (records.length === 0) return;
-    const encoded = records.map(encodeRecordAt);
+    const encoded = preEncoded ?? records.map((r) => encodeRecordAt(r));
     const data = Buffer.concat(encoded.map((e) => e.data));
     const path = join(this.path, INDEX_LOG);
     const fh = await open(path, 'a', 0o600);
@@ -409,7 +637,9 @@ export class Folder {
       at += e.data.length;
     });
     this.#indexOffset += data.length;
+    this.#keepLogTail(data);
     this.#ctx.onRecords(this, records);
+    if (this.#indexOffset - Math.max(0, this.#checkpointOffset) > CHECKPOINT_AFTER_BYTES) this.#scheduleCheckpoint();
   }
 
   async #rewriteIndex(records: readonly IndexRecord[]): Promise<void> {
@@ -428,6 +658,8 @@ export class Folder {
     const st = await stat(path);
     this.#indexIno = st.ino;
     this.#indexOffset = data.length;
+    this.#logTail = Buffer.from(data.subarray(-LOG_TAIL_CHECK));
+    this.#checkpointOffset = -1;
   }
 
   /** Rebuild the index from the files: same UIDs (they come from the uidlist), MODSEQs restarting above anything handed out before. */
@@ -448,57 +680,93 @@ export class Folder {
     // The directories' mtimes, taken before anything is read (see #lastScan).
     const scanStart = Date.now();
     const dirMtimes = await this.#dirMtimes();
-    let uidlist = await this.#readUidlist();
+    // Directories changed too recently for any scan to be trusted: they will be listed, so the
+    // listing starts now and runs (in libuv's pool) while the index and uidlist are read.
+    // Likewise when no scan of this store can match and the checkpoint's (read from its header) does not.
+    let early: Promise<[string[], string[]]> | undefined;
+    const last0 = this.#lastScan;
+    let listNow = dirMtimes === undefined || !this.#trustable(dirMtimes, scanStart) || (last0 !== undefined && (last0.cur !== dirMtimes.cur || last0.new !== dirMtimes.new));
+    if (!listNow && last0 === undefined && dirMtimes !== undefined) {
+      const scan = await peekCheckpointScan(join(this.path, INDEX_CHECKPOINT));
+      listNow = scan === undefined || !scan.trusted || scan.cur !== dirMtimes.cur || scan.new !== dirMtimes.new;
+    }
+    if (listNow) {
+      early = Promise.all([this.#listDir('cur'), this.#listDir('new')]);
+      early.catch(() => undefined);
+    }
     await this.#readKeywords();
+    const usable = await this.#refreshIndex();
+    // After the refresh: a checkpoint loaded by it brings the scan it was made from.
     const last = this.#lastScan;
     this.#lastScan = undefined;
+    const refreshed = this.#refreshed;
+    const read = await this.#readUidlist(false);
     if (
       last !== undefined &&
       dirMtimes !== undefined &&
       last.trusted &&
       last.cur === dirMtimes.cur &&
       last.new === dirMtimes.new &&
-      uidlist !== undefined &&
-      uidlist === this.uidlist
+      read !== undefined &&
+      read.records === undefined &&
+      usable &&
+      refreshed.applied === 0 &&
+      (!refreshed.reset || refreshed.fromCheckpoint) &&
+      this.index.uidValidity === read.list.uidValidity
     ) {
-      // Nothing in cur/ or new/ and no dovecot-uidlist change since the last scan:
-      // only the index may have grown (another process's records).
-      const records = this.index.records;
-      const ino = this.#indexIno;
-      const usable = await this.#refreshIndex();
-      if (usable && records === this.index.records && ino === this.#indexIno && this.index.uidValidity === uidlist.uidValidity) {
-        if (this.keywords.slots.join('\n') !== this.#viewKeywords) this.#rebuildView();
-        this.#lastScan = last;
-        return;
-      }
+      // Nothing in cur/ or new/, the index or dovecot-uidlist changed since the last scan
+      // (this store's, or the one the checkpoint was made from).
+      this.#lastScan = last;
+      this.uidlist = read.list;
+      if (refreshed.reset) this.#rebuildView();
+      return;
     }
     let uidlistChanged = false;
-    if (uidlist === undefined) {
+    let list: Uidlist;
+    let records: UidlistRecord[] | undefined;
+    if (read === undefined) {
       await stat(join(this.path, 'cur')).catch((error: unknown) => {
         if (errno(error) === 'ENOENT') throw new StoreError('ERR_STORE_NO_SUCH_MAILBOX', `mailbox ${this.name} does not exist`);
         throw error;
       });
-      uidlist = { version: 3, uidValidity: await ctx.nextUidValidity(), nextUid: 1, guid: newMailboxGuid(), headerExtensions: [], records: [] };
+      list = { version: 3, uidValidity: await ctx.nextUidValidity(), nextUid: 1, guid: newMailboxGuid(), headerExtensions: [], records: [] };
+      records = [];
+      this.#extensions = new Map();
       uidlistChanged = true;
-    } else if (uidlist.guid === '') {
-      uidlist = { ...uidlist, guid: newMailboxGuid() };
-      uidlistChanged = true;
+    } else {
+      list = read.list;
+      records = read.records;
+      if (list.guid === '') {
+        list = { ...list, guid: newMailboxGuid() };
+        uidlistChanged = true;
+      }
+    }
+    let rebuilt = false;
+    if (!usable || this.index.uidValidity !== list.uidValidity) {
+      if (records === undefined) {
+        // The records were the index's, which is not usable: the file's, then.
+        const again = await this.#readUidlist(true);
+        records = again?.records ?? [];
+      }
+      await this.#rebuildIndex(list.uidValidity);
+      rebuilt = true;
     }
 
     // Scan cur/ and new/; move new/ files to cur/ as Dovecot does. A rename that
     // fails (another process moved it first) means: scan again.
-    let found: Map<string, { dir: 'cur' | 'new'; name: string }>;
+    let found: Map<string, string>;
     for (let attempt = 0; ; attempt++) {
       found = new Map();
       let raced = false;
-      for (const name of await this.#listDir('cur')) found.set(baseOfName(name), { dir: 'cur', name });
-      for (const name of await this.#listDir('new')) {
-        const base = parseFilename(name).base;
+      const [curNames, newNames] = attempt === 0 && early !== undefined ? await early : [await this.#listDir('cur'), await this.#listDir('new')];
+      for (const name of curNames) found.set(baseOfName(name), name);
+      for (const name of newNames) {
+        const base = baseOfName(name);
         if (found.has(base)) continue;
         const target = curName(base, parseFilename(name).info);
         try {
           await rename(join(this.path, 'new', name), join(this.path, 'cur', target));
-          found.set(base, { dir: 'cur', name: target });
+          found.set(base, target);
         } catch (error) {
           if (errno(error) !== 'ENOENT') throw error;
           raced = true;
@@ -507,79 +775,141 @@ export class Folder {
       if (!raced || attempt > 5) break;
     }
 
-    // UIDs: keep the uidlist's, drop those whose file is gone, number the new files in name order (time order).
-    const known = new Set<string>();
-    const records: UidlistRecord[] = [];
-    for (const r of uidlist.records) {
-      if (found.has(r.base)) {
-        records.push(r);
-        known.add(r.base);
-      } else uidlistChanged = true;
+    // UIDs: keep the uidlist's (or the index's, when the uidlist is the one they came from),
+    // drop those whose file is gone, number the new files in name order (time order).
+    // One map lookup per message (the name found for its base); the loops below use `names`.
+    let uids: number[] = [];
+    let bases: string[] = [];
+    let names: string[] = [];
+    if (records !== undefined) {
+      for (const r of records) {
+        const name = found.get(r.base);
+        if (name !== undefined) {
+          uids.push(r.uid);
+          bases.push(r.base);
+          names.push(name);
+        } else uidlistChanged = true;
+      }
+    } else {
+      let sorted = true;
+      for (const m of this.index.messages.values()) {
+        if (uids.length > 0 && m.uid < uids[uids.length - 1]!) sorted = false;
+        const name = found.get(m.base);
+        if (name !== undefined) {
+          uids.push(m.uid);
+          bases.push(m.base);
+          names.push(name);
+        } else uidlistChanged = true;
+      }
+      if (!sorted) {
+        const order = uids.map((_, k) => k).sort((a, b) => uids[a]! - uids[b]!);
+        uids = order.map((k) => uids[k]!);
+        bases = order.map((k) => bases[k]!);
+        names = order.map((k) => names[k]!);
+      }
     }
-    const fresh = [...found.keys()].filter((b) => !known.has(b)).sort();
-    let nextUid = uidlist.nextUid;
-    for (const base of fresh) {
-      records.push({ uid: nextUid++, extensions: [], base });
-      uidlistChanged = true;
+    const keptCount = uids.length;
+    let nextUid = list.nextUid;
+    if (found.size > keptCount) {
+      const known = new Set(bases);
+      const fresh = [...found.keys()].filter((b) => !known.has(b)).sort();
+      for (const base of fresh) {
+        uids.push(nextUid++);
+        bases.push(base);
+        names.push(found.get(base)!);
+      }
+      if (fresh.length > 0) uidlistChanged = true;
     }
-    const list: Uidlist = { ...uidlist, nextUid, records };
-    if (uidlistChanged) await this.#writeUidlist(list);
-    else this.uidlist = list;
-
-    this.files.clear();
-    for (const r of records) this.files.set(r.uid, found.get(r.base)!);
+    list = { ...list, nextUid, records: [] };
+    if (uidlistChanged) {
+      if (this.#extensions === undefined) await this.#readUidlist(true);
+      const ext = this.#extensions ?? new Map<number, readonly string[]>();
+      const all: UidlistRecord[] = uids.map((uid, k) => ({ uid, extensions: ext.get(uid) ?? NO_EXTENSIONS, base: bases[k]! }));
+      await this.#writeUidlist(list, all);
+    } else this.uidlist = list;
 
     // Index: add what is new, note flag changes made by other programs, log expunges.
-    const usable = await this.#refreshIndex();
-    if (!usable || this.index.uidValidity !== list.uidValidity) await this.#rebuildIndex(list.uidValidity);
-    const adds: IndexRecord[] = [];
+    const adds: AddRecord[] = [];
     const flagUids: number[] = [];
     const flagInfos: string[] = [];
-    const present = new Set<number>();
     let modSeq = this.index.highestModSeq;
     let addModSeq = 0;
     const nextModSeq = (): number => ++modSeq;
-    const describe: { uid: number; file: { dir: 'cur' | 'new'; name: string }; info: string }[] = [];
-    for (const r of records) {
-      present.add(r.uid);
-      const file = this.files.get(r.uid)!;
-      const info = sortInfo(infoOfName(file.name));
-      const indexed = this.index.messages.get(r.uid);
-      // One copy of each base name in memory (the uidlist's), not one per structure holding it.
-      if (indexed !== undefined && indexed.base === r.base) indexed.base = r.base;
-      if (indexed === undefined) {
+    const sizeUnknown: { k: number; at: number }[] = [];
+    for (let k = 0; k < uids.length; k++) {
+      const uid = uids[k]!;
+      const name = names[k]!;
+      const info = this.#internInfo(sortInfo(infoOfName(name)));
+      const indexed = this.index.messages.get(uid);
+      if (indexed === undefined || indexed.base !== bases[k]) {
+        // Indexed from its name, without reading it when the name has `,W=` (what Dovecot,
+        // Pigeonpost and most MDAs write): flags from the name, RFC822.SIZE from `W=`,
+        // INTERNALDATE (the mtime) read when asked for, the MIME structure on first use.
         if (addModSeq === 0) addModSeq = nextModSeq();
-        describe.push({ uid: r.uid, file, info });
+        const size = parseFilename(name).virtualSize;
+        if (size === undefined) sizeUnknown.push({ k: adds.length, at: k });
+        adds.push({ t: 'A', u: uid, m: addModSeq, i: info, s: size ?? 0, b: bases[k]!, w: ctx.writerId });
       } else if (indexed.info !== info) {
-        flagUids.push(r.uid);
+        flagUids.push(uid);
         flagInfos.push(info);
       }
     }
-    // New files (all of them on a rebuild) are read several at a time, and kept in UID order.
-    let nextDescribe = 0;
-    adds.length = describe.length;
-    const describer = async (): Promise<void> => {
-      while (nextDescribe < describe.length) {
-        const k = nextDescribe++;
-        const d = describe[k]!;
-        adds[k] = await this.#describeLazily(d.uid, d.file, d.info, addModSeq);
+    // A name without `W=`: the file is read to count its size (no MIME parse), several at a time.
+    let next = 0;
+    const sizer = async (): Promise<void> => {
+      while (next < sizeUnknown.length) {
+        const d = sizeUnknown[next++]!;
+        const size = await this.#sizeOfFile(d.at, names);
+        adds[d.k] = { ...adds[d.k]!, s: size };
       }
     };
-    await Promise.all(Array.from({ length: Math.min(DESCRIBES_IN_FLIGHT, describe.length) }, describer));
-    const out: IndexRecord[] = [...adds];
+    await Promise.all(Array.from({ length: Math.min(DESCRIBES_IN_FLIGHT, sizeUnknown.length) }, sizer));
+    const out: IndexRecord[] = [];
+    if (!rebuilt && adds.length <= LOGGED_ADDS_MAX) out.push(...adds);
+    else if (adds.length > 0) {
+      // Many at once (a folder indexed from its files): not logged one by one but held by
+      // the checkpoint, written after this sync. Losing them (a crash first) only means
+      // indexing them from their names again, with MODSEQs above any handed out.
+      const messages = this.index.messages;
+      for (const a of adds) messages.set(a.u, new MaildirMessage(a.u, a.m, this.flagsOf(a.i), a.s, a.b, a.i, Number.NaN));
+      this.index.highestModSeq = Math.max(this.index.highestModSeq, addModSeq);
+      this.#checkpointDirty = true;
+      this.#scheduleCheckpoint();
+      ctx.onRecords(this, adds);
+      // The MODSEQ they got is logged, so that it is never handed out again for another state.
+      out.push({ t: 'M', m: addModSeq, w: ctx.writerId });
+    }
     if (flagUids.length > 0) out.push({ t: 'F', u: flagUids, m: nextModSeq(), i: flagInfos, w: ctx.writerId });
-    const gone = [...this.index.messages.keys()].filter((uid) => !present.has(uid)).sort((a, b) => a - b);
-    if (gone.length > 0) out.push({ t: 'X', u: gone, m: nextModSeq(), w: ctx.writerId });
+    if (this.index.messages.size > uids.length || uids.length < keptCount) {
+      const present = new Set(uids);
+      const gone = [...this.index.messages.keys()].filter((uid) => !present.has(uid)).sort((a, b) => a - b);
+      if (gone.length > 0) out.push({ t: 'X', u: gone, m: nextModSeq(), w: ctx.writerId });
+    }
     await this.#appendIndex(out);
+    // Where each file is, for the few whose name is not `<base>:2,<info>`.
+    for (let k = 0; k < uids.length; k++) {
+      const m = this.index.messages.get(uids[k]!);
+      if (m !== undefined) {
+        const name = names[k]!;
+        if (m.file !== undefined || !isCanonicalName(name, m.base, m.info)) this.#setLocation(m, { dir: 'cur', name });
+      }
+    }
     await this.#maybeCompact();
     this.#rebuildView();
     // The next sync may skip the scan while both directories keep these mtimes, when they are
     // old enough that a change could not have kept them: more than the coarsest mtime
     // granularity (2 s, FAT; ext4 and XFS are finer) before this scan began.
     if (dirMtimes !== undefined) {
-      const trusted = Math.max(dirMtimes.cur, dirMtimes.new) < scanStart - MTIME_TRUST_MS;
-      this.#lastScan = { ...dirMtimes, trusted };
+      this.#lastScan = { ...dirMtimes, trusted: this.#trustable(dirMtimes, scanStart) };
+      // A scan the next store could skip: worth a checkpoint when the store closes.
+      if (this.#lastScan.trusted) this.#checkpointDirty = true;
     }
+  }
+
+  /** True when directory mtimes are old enough, at a scan that began at `scanStart`, that no change can hide behind them. */
+  #trustable(mtimes: { cur: number; new: number }, scanStart: number): boolean {
+    const fine = mtimes.cur % 1000 !== 0 || mtimes.new % 1000 !== 0;
+    return Math.max(mtimes.cur, mtimes.new) < scanStart - (fine ? MTIME_TRUST_FINE_MS : MTIME_TRUST_MS);
   }
 
   /** mtimes of cur/ and new/ (undefined when one is missing: the scan reports that). */
@@ -593,35 +923,20 @@ export class Folder {
     }
   }
 
-  /**
-   * The index record of a file found in the folder, without reading it when
-   * its name has `,W=` (what Dovecot, Pigeonpost and most MDAs write): the
-   * UID is the uidlist's, flags come from the name, RFC822.SIZE from `W=`,
-   * INTERNALDATE from the mtime (one stat). The MIME structure is left out:
-   * computed on first use (see `structure()`), as Dovecot does. A name
-   * without `W=` is read to count the size (no MIME parse).
-   */
-  async #describeLazily(uid: number, file: { dir: 'cur' | 'new'; name: string }, info: string, modSeq: number): Promise<IndexRecord> {
-    const parsed = parseFilename(file.name);
-    let current = file;
+  /** RFC822.SIZE of a file whose name has no `W=`: read and counted (no MIME parse). Finds it again when renamed meanwhile. */
+  async #sizeOfFile(at: number, names: string[]): Promise<number> {
+    const base = baseOfName(names[at]!);
+    let current: FileLocation = { dir: 'cur', name: names[at]! };
     for (let attempt = 0; ; attempt++) {
-      const path = join(this.path, current.dir, current.name);
       try {
-        let size = parsed.virtualSize;
-        let mtimeMs: number;
-        if (size === undefined) {
-          const whole = await this.#readWhole(path, true);
-          mtimeMs = whole.mtimeMs;
-          size = whole.size;
-        } else mtimeMs = await mtimeOf(path);
-        return { t: 'A', u: uid, m: modSeq, i: info, s: size, d: Math.floor(mtimeMs), b: parsed.base, w: this.#ctx.writerId };
+        return (await this.#readWhole(join(this.path, current.dir, current.name), true)).size;
       } catch (error) {
         // Renamed (a flag change by another program) since the scan: find it again.
         if (errno(error) !== 'ENOENT' || attempt > 2) throw error;
-        const again = await this.#findByBase(parsed.base);
+        const again = await this.#findByBase(base);
         if (again === undefined) throw error;
         current = again;
-        this.files.set(uid, again);
+        if (again.dir === 'cur') names[at] = again.name;
       }
     }
   }
@@ -661,6 +976,84 @@ export class Folder {
     return { data: undefined, size: counter.sizes.size, mtimeMs };
   }
 
+  // -------------------------------------------------------------------------
+  // The checkpoint
+
+  /**
+   * Write a checkpoint soon, in the background: after the operations queued
+   * now (so it sees a state that stands for a whole number of log records),
+   * without holding anything up meanwhile but the encoding.
+   */
+  #scheduleCheckpoint(): void {
+    if (this.#checkpointScheduled) return;
+    this.#checkpointScheduled = true;
+    // A moment later (the encoding takes the main thread for a while at 100k messages): not in
+    // the way of the operation that follows the one that asked for it. close() writes it anyway.
+    setTimeout(() => {
+      // The store closed meanwhile (it wrote one then): nothing may touch the folder any more.
+      if (this.#closed) return;
+      const run = async (): Promise<void> => {
+        this.#checkpointScheduled = false;
+        if (!this.#closed) await this.#writeCheckpoint();
+      };
+      this.#queue = this.#queue.then(run, run).catch((error: unknown) => {
+        this.#ctx.logger.warn({ path: this.path, error: String(error) }, 'could not write the index checkpoint');
+      });
+    }, CHECKPOINT_DELAY_MS).unref();
+  }
+
+  /**
+   * Encode the index as it stands for the log read so far and write it
+   * (temp file + rename; not fsynced: a checkpoint lost or torn by a crash
+   * fails its checksum or its log check and is ignored).
+   */
+  #writeCheckpoint(): Promise<void> {
+    if (this.index.uidValidity === 0 || this.#indexIno < 0 || this.#indexOffset === 0) return Promise.resolve();
+    if (this.#checkpointOffset === this.#indexOffset && !this.#checkpointDirty) return Promise.resolve();
+    const read = this.#uidlistRead;
+    const buf = encodeCheckpoint(this.index, this.#view, {
+      scan: this.#lastScan,
+      logIno: this.#indexIno,
+      logOffset: this.#indexOffset,
+      logTailCrc: crc32(this.#logTail),
+      uidlist: read === undefined ? undefined : { ino: read.ino, size: read.size, mtimeMs: read.mtimeMs, appendable: read.appendable?.size ?? -1 },
+    });
+    this.#checkpointOffset = this.#indexOffset;
+    this.#checkpointDirty = false;
+    const target = join(this.path, INDEX_CHECKPOINT);
+    const tmp = `${target}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+    // The write itself does not hold the folder's queue up.
+    const write = async (): Promise<void> => {
+      try {
+        await writeFile(tmp, buf, { mode: 0o600 });
+        await rename(tmp, target);
+      } catch (error) {
+        await unlink(tmp).catch(() => undefined);
+        if (errno(error) !== 'ENOENT') throw error;
+      }
+    };
+    const written = this.#checkpointWrite.then(write, write);
+    this.#checkpointWrite = written.catch((error: unknown) => {
+      this.#ctx.logger.warn({ path: this.path, error: String(error) }, 'could not write the index checkpoint');
+    });
+    return Promise.resolve();
+  }
+
+  /** When the store closes: a checkpoint for what changed since the last one (no lock needed), then wait for the writes. */
+  async checkpointOnClose(): Promise<void> {
+    const run = (): Promise<void> => this.#writeCheckpoint();
+    this.#queue = this.#queue.then(run, run).catch(() => undefined);
+    await this.#queue;
+    this.#closed = true;
+    await this.#checkpointWrite;
+  }
+
+  /** The checkpoint format version this code writes (for tests). */
+  static readonly checkpointVersion = CHECKPOINT_VERSION;
+
+  // -------------------------------------------------------------------------
+  // Structures
+
   /**
    * Append the structures computed on first use to the index log, so the next
    * open (here or in another process) need not read those files again. Under
@@ -670,20 +1063,22 @@ export class Folder {
   async #flushStructures(): Promise<void> {
     if (this.#pendingStructures.size === 0) return;
     const records: IndexRecord[] = [];
+    const encoded: { data: Buffer; structure: readonly [number, number] }[] = [];
     for (const [uid, p] of this.#pendingStructures) {
       const m = this.index.messages.get(uid);
       if (m !== undefined && m.base === p.base && m.structure === undefined && m.structureOffset < 0) {
-        records.push({ t: 'S', u: uid, b: p.base, st: p.structure, w: this.#ctx.writerId });
+        // The record object only carries UID and base to `apply` (the structure is in the bytes).
+        records.push({ t: 'S', u: uid, b: p.base, st: undefined as unknown as MessageStructure });
+        encoded.push({ data: p.data, structure: p.at });
       }
     }
     this.#pendingStructures.clear();
-    await this.#appendIndex(records);
+    await this.#appendIndex(records, encoded);
   }
 
   /** When the store closes: append the structures still waiting, if the lock can be had at once (otherwise they are dropped: a cache). */
   async flushStructuresOnClose(): Promise<void> {
-    if (this.#pendingStructures.size === 0) return;
-    this.#flushStructuresSoon(0);
+    if (this.#pendingStructures.size > 0) this.#flushStructuresSoon(0);
     await this.#queue;
   }
 
@@ -728,29 +1123,48 @@ export class Folder {
     for (const m of this.index.messages.values()) {
       if (m.structure === undefined && m.structureAt !== undefined) m.structure = this.#structureFrom(old, m.structureAt);
     }
+    // What the log does not hold comes along: INTERNALDATEs read, and where the few non-canonical files are.
+    const dates = new Map<number, number>();
+    const locations = new Map<number, string>();
+    for (const m of this.index.messages.values()) {
+      if (!Number.isNaN(m.date)) dates.set(m.uid, m.date);
+      if (m.file !== undefined) locations.set(m.uid, m.file);
+    }
     const records = this.index.snapshot();
     await this.#rewriteIndex(records);
     this.index.reset();
     this.#indexOffset = 0;
     this.#indexIno = -1;
     this.#structureWindow = undefined;
+    const read = this.#uidlistRead;
     await this.#refreshIndex();
+    this.#uidlistRead = read;
+    for (const [uid, date] of dates) {
+      const m = this.index.messages.get(uid);
+      if (m !== undefined) m.date = date;
+    }
+    for (const [uid, file] of locations) {
+      const m = this.index.messages.get(uid);
+      if (m !== undefined) m.file = file;
+    }
+    this.#checkpointDirty = true;
+    this.#scheduleCheckpoint();
   }
 
   #structureFrom(buf: Buffer, at: readonly [number, number]): MessageStructure | undefined {
     if (at[0] + at[1] > buf.length) return undefined;
     try {
-      return JSON.parse(buf.toString('utf8', at[0], at[0] + at[1])) as MessageStructure;
+      return parseJsonBytes(buf, at[0], at[0] + at[1]) as MessageStructure;
     } catch {
       return undefined;
     }
   }
 
   /** A structure left in the index log; undefined when the log was replaced meanwhile (then it is recomputed). */
-  async #loadStructure(at: readonly [number, number]): Promise<MessageStructure | undefined> {
+  async #loadStructure(offset: number, length: number): Promise<MessageStructure | undefined> {
     const w = this.#structureWindow;
-    if (w !== undefined && w.ino === this.#indexIno && at[0] >= w.start && at[0] + at[1] <= w.start + w.buf.length) {
-      return this.#structureFrom(w.buf.subarray(at[0] - w.start), [0, at[1]]);
+    if (w !== undefined && w.ino === this.#indexIno && offset >= w.start && offset + length <= w.start + w.buf.length) {
+      return this.#structureFrom(w.buf, [offset - w.start, length]);
     }
     let fh;
     try {
@@ -763,23 +1177,36 @@ export class Folder {
       const st = await fh.stat();
       if (st.ino !== this.#indexIno) return undefined;
       // Read ahead: FETCH BODYSTRUCTURE of a range asks for neighbours, which sit next to each other in the log.
-      const buf = Buffer.allocUnsafe(Math.max(0, Math.min(Math.max(at[1], STRUCTURE_READ_AHEAD), st.size - at[0], this.#indexOffset - at[0])));
-      const { bytesRead } = await fh.read(buf, 0, buf.length, at[0]);
-      this.#structureWindow = { ino: st.ino, start: at[0], buf: buf.subarray(0, bytesRead) };
-      return this.#structureFrom(buf.subarray(0, bytesRead), [0, at[1]]);
+      const buf = Buffer.allocUnsafe(Math.max(0, Math.min(Math.max(length, STRUCTURE_LOG_WINDOW), st.size - offset)));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
+      this.#structureWindow = { ino: st.ino, start: offset, buf: buf.subarray(0, bytesRead) };
+      return this.#structureFrom(buf.subarray(0, bytesRead), [0, length]);
     } finally {
       await fh.close();
     }
   }
 
-  flagsOf(info: string): string[] {
+  /** One string per distinct info (a folder has a handful: `S`, `RS`, …), not one slice of a file name per message. */
+  #internInfo(info: string): string {
+    const known = this.#infos.get(info);
+    if (known !== undefined) return known;
+    this.#infos.set(info, info);
+    return info;
+  }
+
+  /** The flags of info letters (a frozen array shared by every message with those letters). */
+  flagsOf(info: string): readonly string[] {
+    const cached = this.#flagsByInfo.get(info);
+    if (cached !== undefined) return cached;
     const { flags, keywordIndexes } = splitInfo(info);
     const out = [...flags];
     for (const idx of keywordIndexes) {
       const name = this.keywords.nameAt(idx);
       if (name !== undefined) out.push(name);
     }
-    return out;
+    const frozen = Object.freeze(out);
+    this.#flagsByInfo.set(info, frozen);
+    return frozen;
   }
 
   /** Info letters for flags; keywords must be in the table. Unknown letters of `keep` (like `P`) are kept. */
@@ -792,52 +1219,29 @@ export class Folder {
     return sortInfo(letters);
   }
 
-  #meta(m: IndexedMessage, previous?: FolderMessage): FolderMessage {
-    const file = this.files.get(m.uid)!;
-    const meta: MessageMeta = {
-      uid: m.uid,
-      modSeq: m.modSeq,
-      flags: this.flagsOf(m.info),
-      internalDate: m.internalDate,
-      size: m.size,
-      // The EMAILID depends on the base name only: not hashed again for a flag change.
-      emailId: previous !== undefined && previous.base === m.base ? previous.emailId : emailIdOf(m.base),
-    };
-    return { uid: meta.uid, modSeq: meta.modSeq, flags: meta.flags, internalDate: meta.internalDate, size: meta.size, emailId: meta.emailId, dir: file.dir, file: file.name, base: m.base, info: m.info, meta };
+  #rebuildView(): void {
+    const view: MaildirMessage[] = new Array<MaildirMessage>(this.index.messages.size);
+    let k = 0;
+    let sorted = true;
+    for (const m of this.index.messages.values()) {
+      if (k > 0 && m.uid < view[k - 1]!.uid) sorted = false;
+      view[k++] = m;
+    }
+    if (!sorted) view.sort((a, b) => a.uid - b.uid);
+    this.#view = view;
   }
 
-  #rebuildView(): void {
-    // A message whose index entry, file and keyword table are as they were keeps its
-    // FolderMessage (no new flags array, no new EMAILID hash): a sync of an unchanged
-    // 100k-message folder then allocates next to nothing.
-    const keywords = this.keywords.slots.join('\n');
-    const previous = keywords === this.#viewKeywords ? this.#viewByUid : new Map<number, FolderMessage>();
-    const byUid = new Map<number, FolderMessage>();
-    const view: FolderMessage[] = [];
-    let uids: Iterable<number> = this.files.keys();
-    let last = 0;
-    for (const uid of this.files.keys()) {
-      if (uid < last) {
-        uids = [...this.files.keys()].sort((a, b) => a - b);
-        break;
-      }
-      last = uid;
+  /** Position of `uid` in the view, or of the first larger UID. */
+  #viewIndex(uid: number): number {
+    const view = this.#view;
+    let lo = 0;
+    let hi = view.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (view[mid]!.uid < uid) lo = mid + 1;
+      else hi = mid;
     }
-    for (const uid of uids) {
-      const m = this.index.messages.get(uid);
-      if (m === undefined) continue;
-      const file = this.files.get(uid)!;
-      const old = previous.get(uid);
-      const meta =
-        old !== undefined && old.modSeq === m.modSeq && old.info === m.info && old.file === file.name && old.dir === file.dir && old.base === m.base && old.size === m.size && old.internalDate === m.internalDate
-          ? old
-          : this.#meta(m, old ?? this.#viewByUid.get(uid));
-      view.push(meta);
-      byUid.set(uid, meta);
-    }
-    this.#view = view;
-    this.#viewByUid = byUid;
-    this.#viewKeywords = keywords;
+    return lo;
   }
 
   /** The structure cached in the index (computed now if it is missing). */
@@ -845,61 +1249,129 @@ export class Folder {
     const m = this.index.messages.get(uid);
     if (m === undefined) throw new StoreError('ERR_STORE_NO_SUCH_MESSAGE', `message ${uid} has been expunged`);
     if (m.structure !== undefined) return m.structure;
-    if (m.structureAt !== undefined) {
-      const stored = await this.#loadStructure(m.structureAt);
+    if (m.structureOffset >= 0) {
+      const stored = await this.#loadStructure(m.structureOffset, m.structureLength);
       if (stored !== undefined) return stored;
-    }
-    const pending = this.#pendingStructures.get(uid);
-    if (pending !== undefined && pending.base === m.base) return pending.structure;
-    if (m.structureAt !== undefined) {
       // The log was replaced meanwhile: compute it, and keep it in memory as before.
       const s = await this.#computeStructure(uid);
-      m.structure = s;
+      const now = this.index.messages.get(uid);
+      if (now !== undefined && now.base === m.base) now.structure = s;
       return s;
     }
-    const s = await this.#computeOnFirstUse(uid, m);
-    // The next messages will likely be asked for next: read and parse them meanwhile.
-    for (let next = uid + 1, n = 0; n < STRUCTURE_PREFETCH && next < this.uidNext; next++) {
-      const other = this.index.messages.get(next);
-      if (other === undefined) continue;
-      n++;
-      if (other.structure === undefined && other.structureOffset < 0 && !this.#pendingStructures.has(next)) this.#computeOnFirstUse(next, other).catch(() => undefined);
+    const pending = this.#pendingStructures.get(uid);
+    if (pending !== undefined && pending.base === m.base) {
+      const s = this.#structureFrom(pending.data, pending.at);
+      if (s !== undefined) return s;
     }
-    return s;
+    return this.#computeOnFirstUse(uid, m);
   }
 
-  /** A structure computed once per message even when asked for (or prefetched) concurrently. */
-  #computeOnFirstUse(uid: number, m: IndexedMessage): Promise<MessageStructure> {
+  /** A structure computed once per message even when asked for concurrently; the next files are read ahead by the file worker. */
+  #computeOnFirstUse(uid: number, m: MaildirMessage): Promise<MessageStructure> {
     const running = this.#computing.get(uid);
     if (running !== undefined) return running;
-    const run = this.#computeStructure(uid).then((s) => {
-      this.#computing.delete(uid);
-      // Computed on first use (the folder was indexed from its files): kept for
-      // the index log, appended at the next change or in the background.
-      if (this.index.messages.get(uid) === m && m.structure === undefined && m.structureOffset < 0) {
-        this.#pendingStructures.set(uid, { base: m.base, structure: s });
-        if (this.#pendingStructures.size >= PENDING_STRUCTURES_FLUSH) this.#flushStructuresSoon();
+    if (!this.#readAhead.has(uid) || this.#readAhead.size < STRUCTURE_READ_AHEAD / 2) this.#scheduleReads(uid);
+    const ahead = this.#readAhead.get(uid);
+    let json: string | undefined;
+    const run = (async (): Promise<MessageStructure> => {
+      let got: { json?: string; data?: Buffer } | undefined;
+      if (ahead !== undefined) {
+        this.#readAhead.delete(uid);
+        if (ahead.base === m.base) got = await ahead.result;
       }
-      return s;
-    }, (error: unknown) => {
-      this.#computing.delete(uid);
-      throw error;
-    });
+      if (got?.json !== undefined) {
+        json = got.json;
+        return JSON.parse(json) as MessageStructure;
+      }
+      return got?.data !== undefined ? structureOfBytes(got.data) : this.#computeStructure(uid);
+    })().then(
+      (s) => {
+        this.#computing.delete(uid);
+        // Computed on first use (the folder was indexed from its files): kept for
+        // the index log, appended at the next change or in the background.
+        const now = this.index.messages.get(uid);
+        if (now !== undefined && now.base === m.base && now.structure === undefined && now.structureOffset < 0) {
+          const e = encodeRecordAt({ t: 'S', u: uid, b: m.base, st: s, w: this.#ctx.writerId }, json);
+          this.#pendingStructures.set(uid, { base: m.base, data: e.data, at: e.structure! });
+          if (this.#pendingStructures.size >= PENDING_STRUCTURES_FLUSH) this.#flushStructuresSoon();
+        }
+        return s;
+      },
+      (error: unknown) => {
+        this.#computing.delete(uid);
+        throw error;
+      },
+    );
     this.#computing.set(uid, run);
     return run;
   }
 
+  /**
+   * Read ahead, through the file worker, the files of the messages from `uid`
+   * on that have no structure yet (FETCH 1:* BODYSTRUCTURE walks in order):
+   * up to STRUCTURE_READ_AHEAD files in flight, READ_BATCH per batch, small
+   * files only (by their `,S=`). Parsing stays here, when each is asked for.
+   */
+  #scheduleReads(uid: number): void {
+    const view = this.#view;
+    const batch: MaildirMessage[] = [];
+    const flush = (): void => {
+      if (batch.length === 0) return;
+      const messages = batch.splice(0);
+      const paths = messages.map((b) => this.#pathOf(b));
+      const parsers = this.#ctx.parseWorkers;
+      const mimePath = this.#ctx.mimePath;
+      let reading: Promise<({ json?: string; data?: Buffer } | undefined)[]>;
+      if (mimePath !== undefined && parsers.length > 0 && !this.#parsersFailed) {
+        // Read and parsed by a parse worker (round robin): only JSON comes back.
+        const parser = parsers[this.#nextParser++ % parsers.length]!;
+        reading = parser.structures(mimePath, paths).then(
+          (jsons) => jsons.map((json) => (json === undefined ? undefined : { json })),
+          (error: unknown) => {
+            // A worker that cannot run (the parser failed to load): read here from now on.
+            this.#parsersFailed = true;
+            this.#ctx.logger.warn({ path: this.path, error: String(error) }, 'parse worker failed: structures are parsed on the main thread');
+            return messages.map(() => undefined);
+          },
+        );
+      } else {
+        reading = this.#ctx.fsWorker.read(paths).then(
+          (r) => r.files.map((data) => (data === undefined ? undefined : { data })),
+          () => messages.map(() => undefined),
+        );
+      }
+      messages.forEach((b, k) => this.#readAhead.set(b.uid, { base: b.base, result: reading.then((r) => r[k]) }));
+    };
+    // Where the last read-ahead stopped, when it was for this walk: the messages before it are scheduled or done.
+    const cursor = this.#readCursor;
+    let k = this.#viewIndex(uid);
+    if (cursor.view === view && cursor.uid >= uid && cursor.from <= uid) k = Math.max(k, this.#viewIndex(cursor.uid));
+    else cursor.from = uid;
+    cursor.view = view;
+    for (; k < view.length && this.#readAhead.size + batch.length < STRUCTURE_READ_AHEAD; k++) {
+      const v = view[k]!;
+      const m = this.index.messages.get(v.uid);
+      if (m === undefined || m.structure !== undefined || m.structureOffset >= 0 || this.#readAhead.has(m.uid) || this.#computing.has(m.uid) || this.#pendingStructures.has(m.uid)) continue;
+      const physical = parseFilename(m.base).physicalSize;
+      if (physical === undefined || physical > WHOLE_READ_BYTES) continue;
+      batch.push(m);
+      if (batch.length >= READ_BATCH) flush();
+    }
+    cursor.uid = k < view.length ? view[k]!.uid : Number.MAX_SAFE_INTEGER;
+    flush();
+  }
+
   /** The structure of a message's file: read whole when small, streamed otherwise. */
   async #computeStructure(uid: number): Promise<MessageStructure> {
-    const file = this.files.get(uid);
-    if (file !== undefined) {
+    const m = this.index.messages.get(uid);
+    if (m !== undefined) {
       try {
-        const path = join(this.path, file.dir, file.name);
-        const physical = parseFilename(file.name).physicalSize;
+        const path = this.#pathOf(m);
+        const physical = parseFilename(m.base).physicalSize;
         // Small (by its `,S=`): one fs.readFile, cheaper than a FileHandle's open, stat, read and close.
-        if (physical !== undefined && physical <= WHOLE_READ_BYTES) return await computeStructure(await readSmallFile(path));
+        if (physical !== undefined && physical <= WHOLE_READ_BYTES) return structureOfBytes(await readSmallFile(path));
         const whole = await this.#readWhole(path, false);
-        if (whole.data !== undefined) return await computeStructure(whole.data);
+        if (whole.data !== undefined) return structureOfBytes(whole.data);
       } catch (error) {
         if (errno(error) !== 'ENOENT') throw error;
       }
@@ -908,21 +1380,59 @@ export class Folder {
     return computeStructure(this.readFile(uid));
   }
 
+  /**
+   * INTERNALDATE of each UID (the file's mtime, as Dovecot's), in the order
+   * given: from the index when known, otherwise stat'ed (through the file
+   * worker, in batches) and kept for the checkpoint. ERR_STORE_NO_SUCH_MESSAGE
+   * when one is not in the folder.
+   */
+  async internalDates(uids: readonly number[]): Promise<number[]> {
+    const out = new Array<number>(uids.length);
+    const missing: { k: number; m: MaildirMessage }[] = [];
+    uids.forEach((uid, k) => {
+      const m = this.index.messages.get(uid);
+      if (m === undefined) throw new StoreError('ERR_STORE_NO_SUCH_MESSAGE', `message ${uid} has been expunged`);
+      if (Number.isNaN(m.date)) missing.push({ k, m });
+      else out[k] = m.date;
+    });
+    for (let start = 0; start < missing.length; start += STAT_BATCH) {
+      const batch = missing.slice(start, start + STAT_BATCH);
+      const mtimes = batch.length > 8 ? await this.#ctx.fsWorker.mtimes(batch.map((b) => this.#pathOf(b.m))) : await Promise.all(batch.map((b) => mtimeOf(this.#pathOf(b.m)).catch(() => Number.NaN)));
+      for (const [j, b] of batch.entries()) {
+        let date = mtimes[j]!;
+        if (Number.isNaN(date)) {
+          // Renamed by another program since the last sync: find it again.
+          const again = await this.#findByBase(b.m.base);
+          if (again === undefined) throw new StoreError('ERR_STORE_NO_SUCH_MESSAGE', `message ${b.m.uid} has been expunged`);
+          date = await mtimeOf(join(this.path, again.dir, again.name));
+        }
+        date = Math.floor(date);
+        out[b.k] = date;
+        const now = this.index.messages.get(b.m.uid);
+        if (now !== undefined && now.base === b.m.base) now.date = date;
+        b.m.date = date;
+      }
+      this.#checkpointDirty = true;
+    }
+    return out;
+  }
+
   /** The message's bytes; finds the file again when another process renamed it; ERR_STORE_NO_SUCH_MESSAGE when it is gone. */
   async *readFile(uid: number, range?: { start: number; end: number }): AsyncGenerator<Uint8Array> {
     const m = this.index.messages.get(uid);
     if (m === undefined) throw new StoreError('ERR_STORE_NO_SUCH_MESSAGE', `message ${uid} has been expunged`);
     let fh;
+    let path = this.#pathOf(m);
     for (let attempt = 0; attempt < 3 && fh === undefined; attempt++) {
-      const file = this.files.get(uid);
-      if (file === undefined) break;
       try {
-        fh = await open(join(this.path, file.dir, file.name), 'r');
+        fh = await open(path, 'r');
       } catch (error) {
         if (errno(error) !== 'ENOENT') throw error;
         const again = await this.#findByBase(m.base);
         if (again === undefined) break;
-        this.files.set(uid, again);
+        const now = this.index.messages.get(uid);
+        if (now !== undefined && now.base === m.base) this.#setLocation(now, again);
+        path = join(this.path, again.dir, again.name);
       }
     }
     if (fh === undefined) throw new StoreError('ERR_STORE_NO_SUCH_MESSAGE', `message ${uid} has been expunged`);
@@ -936,9 +1446,9 @@ export class Folder {
     for await (const chunk of stream) yield chunk as Buffer;
   }
 
-  async #findByBase(base: string): Promise<{ dir: 'cur' | 'new'; name: string } | undefined> {
+  async #findByBase(base: string): Promise<FileLocation | undefined> {
     for (const dir of ['cur', 'new'] as const) {
-      for (const name of await this.#listDir(dir)) if (parseFilename(name).base === base) return { dir, name };
+      for (const name of await this.#listDir(dir)) if (baseOfName(name) === base) return { dir, name };
     }
     return undefined;
   }
@@ -949,7 +1459,10 @@ export class Folder {
   /** Register keywords (writing dovecot-keywords when it grows). Returns the flags in canonical spelling. */
   async registerKeywords(flags: readonly string[]): Promise<string[]> {
     const keywords = flags.filter(isKeyword);
-    if (this.keywords.add(keywords)) await this.#writeKeywords();
+    if (this.keywords.add(keywords)) {
+      await this.#writeKeywords();
+      this.#keywordsChanged();
+    }
     return flags.map((f) => (isKeyword(f) ? this.keywords.canonical(f) : f));
   }
 
@@ -962,7 +1475,7 @@ export class Folder {
    * stamp its mtime (INTERNALDATE). Done before taking the lock: the slow part
    * of a delivery holds nothing.
    */
-  async writeTmp(source: MessageSource, internalDate: number): Promise<{ tmpPath: string; base: string; bytes: number; size: number; structure: MessageStructure }> {
+  async writeTmp(source: MessageSource, internalDate: number): Promise<PendingTmp> {
     const base = this.#ctx.uniqueNames.next(this.#ctx.clock.now());
     const tmpPath = join(this.path, 'tmp', base);
     const fh = await open(tmpPath, 'wx', 0o600);
@@ -989,7 +1502,7 @@ export class Folder {
    * directory, give it the next UID in the uidlist (written by temp + rename),
    * then log it in the index. Must run inside locked().
    */
-  async commitTmp(tmp: { tmpPath: string; base: string; bytes: number; size: number; structure: MessageStructure }, flags: readonly string[], internalDate: number): Promise<FolderMessage> {
+  async commitTmp(tmp: PendingTmp, flags: readonly string[], internalDate: number): Promise<MaildirMessage> {
     const canonical = await this.registerKeywords(flags);
     const info = this.infoOf(canonical);
     const base = withSizes(tmp.base, tmp.bytes, tmp.size);
@@ -1008,8 +1521,8 @@ export class Folder {
    * index append — with the same durability as one by one: each promise
    * resolves only after all of it is on disk. A failure rejects the whole batch.
    */
-  commitQueued(tmp: PendingTmp, flags: readonly string[], internalDate: number): Promise<FolderMessage> {
-    return new Promise<FolderMessage>((resolve, reject) => {
+  commitQueued(tmp: PendingTmp, flags: readonly string[], internalDate: number): Promise<MaildirMessage> {
+    return new Promise<MaildirMessage>((resolve, reject) => {
       this.#pendingCommits.push({ tmp, flags, internalDate, resolve, reject });
       if (this.#pendingCommits.length === 1) this.#scheduleCommit();
     });
@@ -1031,7 +1544,7 @@ export class Folder {
     });
   }
 
-  async #commitBatch(batch: readonly PendingCommit[]): Promise<FolderMessage[]> {
+  async #commitBatch(batch: readonly PendingCommit[]): Promise<MaildirMessage[]> {
     if (batch.length === 0) return [];
     const files: { base: string; dir: 'cur' | 'new'; name: string; info: string; tmp: PendingTmp; internalDate: number }[] = [];
     const dirs = new Set<'cur' | 'new'>();
@@ -1049,112 +1562,256 @@ export class Folder {
     for (const f of files) await unlink(f.tmp.tmpPath).catch(() => undefined);
     const list = this.uidlist!;
     const first = list.nextUid;
-    const added: UidlistRecord[] = files.map((f, k) => ({ uid: first + k, extensions: [], base: f.base }));
-    await this.#appendUidlist({ ...list, nextUid: first + files.length, records: [...list.records, ...added] }, added);
+    const added: UidlistRecord[] = files.map((f, k) => ({ uid: first + k, extensions: NO_EXTENSIONS, base: f.base }));
+    await this.#appendUidlist({ ...list, nextUid: first + files.length }, added);
     let modSeq = this.index.highestModSeq;
-    const records: IndexRecord[] = files.map((f, k) => {
-      this.files.set(first + k, { dir: f.dir, name: f.name });
-      return { t: 'A', u: first + k, m: ++modSeq, i: f.info, s: f.tmp.size, d: f.internalDate, b: f.base, st: f.tmp.structure, w: this.#ctx.writerId };
-    });
+    const records: IndexRecord[] = files.map((f, k) => ({ t: 'A', u: first + k, m: ++modSeq, i: f.info, s: f.tmp.size, d: f.internalDate, b: f.base, st: f.tmp.structure, w: this.#ctx.writerId }));
     await this.#appendIndex(records);
+    const out = files.map((f, k) => {
+      const m = this.index.messages.get(first + k)!;
+      this.#setLocation(m, f);
+      return m;
+    });
     this.#rebuildView();
-    return files.map((_, k) => this.#viewByUid.get(first + k) ?? this.#meta(this.index.messages.get(first + k)!));
+    return out;
   }
 
-  async #register(base: string, file: { dir: 'cur' | 'new'; name: string }, info: string, size: number, internalDate: number, structure: MessageStructure | undefined): Promise<FolderMessage> {
+  async #register(base: string, file: FileLocation, info: string, size: number, internalDate: number, structure: MessageStructure | undefined): Promise<MaildirMessage> {
     const list = this.uidlist!;
     const uid = list.nextUid;
-    const added: UidlistRecord = { uid, extensions: [], base };
-    await this.#appendUidlist({ ...list, nextUid: uid + 1, records: [...list.records, added] }, [added]);
-    this.files.set(uid, file);
-    const record: IndexRecord = { t: 'A', u: uid, m: this.index.highestModSeq + 1, i: info, s: size, d: internalDate, b: base, ...(structure ? { st: structure } : {}), w: this.#ctx.writerId };
+    const added: UidlistRecord = { uid, extensions: NO_EXTENSIONS, base };
+    await this.#appendUidlist({ ...list, nextUid: uid + 1 }, [added]);
+    const record: IndexRecord = {
+      t: 'A',
+      u: uid,
+      m: this.index.highestModSeq + 1,
+      i: info,
+      s: size,
+      ...(Number.isNaN(internalDate) ? {} : { d: internalDate }),
+      b: base,
+      ...(structure ? { st: structure } : {}),
+      w: this.#ctx.writerId,
+    };
     await this.#appendIndex([record]);
+    const m = this.index.messages.get(uid)!;
+    this.#setLocation(m, file);
     this.#rebuildView();
-    return this.#viewByUid.get(uid) ?? this.#meta(this.index.messages.get(uid)!);
+    return m;
+  }
+
+  /**
+   * Rename one message's file to `cur/<base>:2,<info>`. When another program
+   * renamed it meanwhile (ENOENT), it is found again and, with `retarget`,
+   * the change is applied to the flags its name has now. Returns the info
+   * letters it got, or undefined when the file is gone.
+   */
+  async #renameOne(m: MaildirMessage, info: string, retarget?: (current: string) => string): Promise<string | undefined> {
+    let loc: FileLocation | undefined = this.locationOf(m);
+    let target = curName(m.base, info);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        if (loc.dir !== 'cur' || loc.name !== target) await renameFile(join(this.path, loc.dir, loc.name), join(this.path, 'cur', target));
+        return info;
+      } catch (error) {
+        if (errno(error) !== 'ENOENT' || attempt > 2) throw error;
+        loc = await this.#findByBase(m.base);
+        if (loc === undefined) return undefined;
+        if (retarget !== undefined) {
+          info = retarget(sortInfo(infoOfName(loc.name)));
+          target = curName(m.base, info);
+        }
+      }
+    }
+  }
+
+  /**
+   * A STORE, planned and applied on info letters (no flag arrays per
+   * message): `flags` normalised, inside locked(). Messages whose MODSEQ is
+   * above `unchangedSince` are conflicts; those already in the requested state
+   * are left alone (no new MODSEQ).
+   */
+  async changeFlags(uids: readonly number[], mode: FlagChangeMode, flags: readonly string[], unchangedSince: number | undefined): Promise<{ updated: MaildirMessage[]; conflicts: number[] }> {
+    // Keywords get their letters (and the limit is checked) before anything changes.
+    const canonical = mode === 'remove' ? this.canonical(flags) : await this.registerKeywords(flags);
+    let letters = '';
+    for (const f of canonical) {
+      const letter = isKeyword(f) ? this.keywords.letterOf(f) : LETTER_OF_FLAG.get(f);
+      if (letter !== undefined) letters += letter;
+    }
+    letters = sortInfo(letters);
+    // The messages asked for, once each, in UID order.
+    let targets: MaildirMessage[] = [];
+    let ascending = true;
+    for (let k = 1; k < uids.length && ascending; k++) if (uids[k]! <= uids[k - 1]!) ascending = false;
+    if (ascending) {
+      for (const uid of uids) {
+        const m = this.index.messages.get(uid);
+        if (m !== undefined) targets.push(m);
+      }
+    } else {
+      const wanted = new Set(uids);
+      targets = this.#view.filter((m) => wanted.has(m.uid));
+    }
+    const conflicts: number[] = [];
+    const jobs: { m: MaildirMessage; info: string }[] = [];
+    const change = (info: string): string => (mode === 'add' ? applyInfoDelta(info, letters, '') : mode === 'remove' ? applyInfoDelta(info, '', letters) : sortInfo(splitInfo(info).other + letters));
+    for (const m of targets) {
+      if (unchangedSince !== undefined && m.modSeq > unchangedSince) {
+        conflicts.push(m.uid);
+        continue;
+      }
+      const info = change(m.info);
+      if (info !== m.info) jobs.push({ m, info });
+    }
+    return { updated: await this.#applyInfos(jobs, change), conflicts };
   }
 
   /** Change flags (files renamed atomically). Returns the messages changed. */
-  async applyFlags(updates: readonly { uid: number; flags: readonly string[] }[]): Promise<FolderMessage[]> {
-    const all = updates.flatMap((u) => u.flags);
-    await this.registerKeywords(all);
-    // The renames are independent: several in flight (the thread pool runs them in parallel).
+  async applyFlags(updates: readonly { uid: number; flags: readonly string[] }[]): Promise<MaildirMessage[]> {
+    const all = new Set<string>();
+    for (const u of updates) for (const f of u.flags) if (isKeyword(f)) all.add(f);
+    await this.registerKeywords([...all]);
     // A UID given twice is renamed once, with its last flags.
     const lastOf = new Map<number, number>();
     updates.forEach((u, k) => lastOf.set(u.uid, k));
-    const changed: (string | undefined)[] = new Array<string | undefined>(updates.length);
-    const one = async (u: { uid: number; flags: readonly string[] }, k: number): Promise<void> => {
+    const jobs: { m: MaildirMessage; info: string }[] = [];
+    updates.forEach((u, k) => {
       const m = this.index.messages.get(u.uid);
-      let file = this.files.get(u.uid);
-      if (m === undefined || file === undefined || lastOf.get(u.uid) !== k) return;
-      const parsed = parseFilename(file.name);
-      const info = this.infoOf(this.canonical(u.flags), parsed.info);
-      const target = curName(parsed.base, info);
-      for (let attempt = 0; ; attempt++) {
-        try {
-          if (file.dir !== 'cur' || file.name !== target) await renameFile(join(this.path, file.dir, file.name), join(this.path, 'cur', target));
-          break;
-        } catch (error) {
-          if (errno(error) !== 'ENOENT' || attempt > 2) throw error;
-          file = await this.#findByBase(m.base);
-          if (file === undefined) break;
+      if (m === undefined || lastOf.get(u.uid) !== k) return;
+      jobs.push({ m, info: this.infoOf(this.canonical(u.flags), m.info) });
+    });
+    return this.#applyInfos(jobs);
+  }
+
+  /**
+   * Rename each message's file to `cur/<base>:2,<info>` and log the change as
+   * one index record. Many renames go to the file worker in batches
+   * (synchronous renames there, the event loop free here); a few go through
+   * libuv, several in flight. Returns the messages whose flags changed.
+   */
+  async #applyInfos(jobs: { m: MaildirMessage; info: string }[], retarget?: (current: string) => string): Promise<MaildirMessage[]> {
+    const renamed: boolean[] = new Array<boolean>(jobs.length).fill(false);
+    /** Rename through libuv (finding the file again when it moved); the info it got is the job's. */
+    const one = async (k: number): Promise<boolean> => {
+      const info = await this.#renameOne(jobs[k]!.m, jobs[k]!.info, retarget);
+      if (info === undefined) return false;
+      jobs[k] = { m: jobs[k]!.m, info };
+      return true;
+    };
+    const targetOf = (k: number): string => curName(jobs[k]!.m.base, jobs[k]!.info);
+    if (jobs.length >= WORKER_RENAMES_FROM) {
+      // Every batch is handed to the worker at once (it renames them in order): the names of
+      // later batches are made here while it renames the first ones. A smaller first batch
+      // gets it started sooner.
+      const batches: { which: number[]; done: Promise<FsFailure[]> }[] = [];
+      for (let start = 0, size = Math.min(1024, RENAME_BATCH); start < jobs.length; start += size, size = RENAME_BATCH) {
+        const from: string[] = [];
+        const to: string[] = [];
+        const which: number[] = [];
+        for (let k = start; k < Math.min(jobs.length, start + size); k++) {
+          const m = jobs[k]!.m;
+          const target = `cur/${targetOf(k)}`;
+          const current = m.file ?? `cur/${curName(m.base, m.info)}`;
+          if (current === target) {
+            renamed[k] = true;
+            continue;
+          }
+          from.push(current);
+          to.push(target);
+          which.push(k);
+        }
+        batches.push({ which, done: this.#ctx.fsWorker.rename(this.path, from, to) });
+      }
+      // Settle every batch before anything can throw (none is left running unobserved).
+      const results = await Promise.allSettled(batches.map((b) => b.done));
+      for (const [n, b] of batches.entries()) {
+        const r = results[n]!;
+        if (r.status === 'rejected') throw r.reason;
+        const failed = new Map<number, string>();
+        for (const f of r.value) failed.set(f.index, f.code);
+        for (const [i, k] of b.which.entries()) {
+          const code = failed.get(i);
+          if (code === undefined) renamed[k] = true;
+          else if (code === 'ENOENT') renamed[k] = await one(k);
+          else throw Object.assign(new Error(`rename failed: ${code}`), { code });
         }
       }
-      if (file === undefined) return;
-      this.files.set(u.uid, { dir: 'cur', name: target });
-      if (m.info !== info) changed[k] = info;
-    };
-    let next = 0;
-    let failed = false;
-    const worker = async (): Promise<void> => {
-      while (!failed && next < updates.length) {
-        const k = next++;
-        try {
-          await one(updates[k]!, k);
-        } catch (error) {
-          failed = true;
-          throw error;
+    } else {
+      let next = 0;
+      let failed = false;
+      const worker = async (): Promise<void> => {
+        while (!failed && next < jobs.length) {
+          const k = next++;
+          try {
+            renamed[k] = await one(k);
+          } catch (error) {
+            failed = true;
+            throw error;
+          }
         }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(RENAMES_IN_FLIGHT, updates.length) }, worker));
+      };
+      await Promise.all(Array.from({ length: Math.min(RENAMES_IN_FLIGHT, jobs.length) }, worker));
+    }
     const uids: number[] = [];
     const infos: string[] = [];
-    updates.forEach((u, k) => {
-      const info = changed[k];
-      if (info !== undefined) {
-        uids.push(u.uid);
-        infos.push(info);
+    const olds: string[] = [];
+    jobs.forEach((j, k) => {
+      if (!renamed[k]) return;
+      // Now `cur/<base>:2,<info>`: the canonical name for its new flags.
+      j.m.file = undefined;
+      if (j.m.info !== j.info) {
+        uids.push(j.m.uid);
+        infos.push(j.info);
+        olds.push(j.m.info);
       }
     });
-    if (uids.length > 0) await this.#appendIndex([{ t: 'F', u: uids, m: this.index.highestModSeq + 1, i: infos, w: this.#ctx.writerId }]);
+    if (uids.length > 0) await this.#appendIndex([this.#flagsRecord(uids, olds, infos)]);
     this.#rebuildView();
-    return uids.map((uid) => this.#viewByUid.get(uid) ?? this.#meta(this.index.messages.get(uid)!));
+    return uids.map((uid) => this.index.messages.get(uid)!);
+  }
+
+  /** One flags record: the delta form when the same letters were added and removed on every message (UID order), explicit otherwise. */
+  #flagsRecord(uids: number[], olds: readonly string[], infos: string[]): IndexRecord {
+    const m = this.index.highestModSeq + 1;
+    const w = this.#ctx.writerId;
+    let ascending = true;
+    for (let k = 1; k < uids.length && ascending; k++) if (uids[k]! <= uids[k - 1]!) ascending = false;
+    if (ascending) {
+      const add = new Set<string>();
+      const remove = new Set<string>();
+      olds.forEach((old, k) => {
+        for (const letter of infos[k]!) if (!old.includes(letter)) add.add(letter);
+        for (const letter of old) if (!infos[k]!.includes(letter)) remove.add(letter);
+      });
+      const a = [...add].sort().join('');
+      const d = [...remove].sort().join('');
+      if (olds.every((old, k) => applyInfoDelta(old, a, d) === infos[k])) return { t: 'F', m, r: uidRanges(uids), a, d, w };
+    }
+    return { t: 'F', u: uids, m, i: infos, w };
   }
 
   /** Unlink the files of `uids` and log the expunge. Returns the UIDs removed. */
   async expungeUids(uids: readonly number[]): Promise<number[]> {
     const removed: number[] = [];
     for (const uid of [...uids].sort((a, b) => a - b)) {
-      let file = this.files.get(uid);
       const m = this.index.messages.get(uid);
-      if (file === undefined || m === undefined) continue;
-      for (let attempt = 0; file !== undefined; attempt++) {
+      if (m === undefined) continue;
+      let loc: FileLocation | undefined = this.locationOf(m);
+      for (let attempt = 0; loc !== undefined; attempt++) {
         try {
-          await unlink(join(this.path, file.dir, file.name));
+          await unlink(join(this.path, loc.dir, loc.name));
           break;
         } catch (error) {
           if (errno(error) !== 'ENOENT' || attempt > 2) throw error;
-          file = await this.#findByBase(m.base);
+          loc = await this.#findByBase(m.base);
         }
       }
-      this.files.delete(uid);
       removed.push(uid);
     }
     if (removed.length > 0) {
       if (this.#ctx.fsync) await fsyncPath(join(this.path, 'cur'));
-      const list = this.uidlist!;
       const gone = new Set(removed);
-      await this.#writeUidlist({ ...list, records: list.records.filter((r) => !gone.has(r.uid)) });
+      await this.#writeUidlist(this.uidlist!, await this.#records([], gone));
       await this.#appendIndex([{ t: 'X', u: removed, m: this.index.highestModSeq + 1, w: this.#ctx.writerId }]);
     }
     this.#rebuildView();
@@ -1164,19 +1821,20 @@ export class Folder {
   /**
    * Bring a message of another folder in: a hard link of its file (a copy
    * when the file system refuses links), keeping its base name (so its
-   * EMAILID) unless this folder already has it.
+   * EMAILID) unless this folder already has it. A hard link shares the
+   * file's mtime, so INTERNALDATE comes along; a copy gets it set.
    */
-  async importFrom(source: Folder, message: FolderMessage): Promise<FolderMessage | undefined> {
-    let sourceFile: { dir: 'cur' | 'new'; name: string } | undefined = { dir: message.dir, name: message.file };
+  async importFrom(source: Folder, message: MaildirMessage): Promise<MaildirMessage | undefined> {
+    let sourceFile: FileLocation | undefined = source.locationOf(source.message(message.uid) ?? message);
     const flags = await this.registerKeywords(message.flags);
     const info = this.infoOf(flags, message.info);
-    const parsed = parseFilename(message.file);
-    let base = parsed.base;
+    let base = message.base;
     if ([...this.index.messages.values()].some((m) => m.base === base)) {
-      base = withSizes(this.#ctx.uniqueNames.next(this.#ctx.clock.now()), parsed.physicalSize ?? 0, message.size);
+      base = withSizes(this.#ctx.uniqueNames.next(this.#ctx.clock.now()), parseFilename(message.base).physicalSize ?? 0, message.size);
     }
     const name = curName(base, info);
     const target = join(this.path, 'cur', name);
+    let date = source.message(message.uid)?.date ?? message.date;
     for (let attempt = 0; ; attempt++) {
       const from = join(source.path, sourceFile.dir, sourceFile.name);
       try {
@@ -1192,6 +1850,9 @@ export class Folder {
         if (code === 'EXDEV' || code === 'EPERM' || code === 'EMLINK') {
           const tmp = join(this.path, 'tmp', `${base}.${randomBytes(4).toString('hex')}`);
           await copyFile(from, tmp);
+          const st = await stat(from);
+          await utimes(tmp, st.atime, st.mtime);
+          date = Math.floor(st.mtimeMs);
           if (this.#ctx.fsync) await fsyncPath(tmp);
           await link(tmp, target);
           await unlink(tmp);
@@ -1203,7 +1864,7 @@ export class Folder {
     }
     if (this.#ctx.fsync) await fsyncPath(join(this.path, 'cur'));
     const structure = await source.structure(message.uid).catch(() => undefined);
-    return this.#register(base, { dir: 'cur', name }, info, message.size, message.internalDate, structure);
+    return this.#register(base, { dir: 'cur', name }, info, message.size, date, structure);
   }
 
   /** Unseen, deleted, size counts of the current view. */
@@ -1212,11 +1873,11 @@ export class Folder {
     let deleted = 0;
     let size = 0;
     for (const m of this.#view) {
-      if (!isSeen(m.flags)) unseen++;
-      if (isDeleted(m.flags)) deleted++;
+      // The info letters say it: S is \Seen, T is \Deleted.
+      if (!m.info.includes('S')) unseen++;
+      if (m.info.includes('T')) deleted++;
       size += m.size;
     }
     return { messages: this.#view.length, unseen, deleted, size };
   }
 }
-

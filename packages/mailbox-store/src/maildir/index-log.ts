@@ -16,8 +16,11 @@
  * The log is compacted (rewritten to a temp file, fsynced, renamed over) when
  * it holds more than twice the records needed to describe the folder.
  */
+import { isAscii } from 'node:buffer';
 import * as zlib from 'node:zlib';
 import type { MessageStructure } from '../structure.js';
+import { sortInfo } from './filename.js';
+import { MaildirMessage } from './message.js';
 
 /** Header: the first record. `uv` ties the index to the uidlist's UIDVALIDITY; `floor` is the first MODSEQ after a rebuild. */
 export interface HeaderRecord {
@@ -34,18 +37,29 @@ export interface AddRecord {
   /** Info letters of the file name (flags), sorted. */
   readonly i: string;
   readonly s: number;
-  readonly d: number;
+  /** INTERNALDATE; absent when not known yet (a file indexed from its name: the mtime is read on demand). */
+  readonly d?: number;
   readonly b: string;
   readonly st?: MessageStructure;
   /** Writer id (which store wrote it), so a watcher can tell its own changes from others'. */
   readonly w?: string;
 }
+/**
+ * Flags of messages changed, in one of two forms: explicit (`u` and `i`, the
+ * new info letters per UID), or, for a STORE that added and/or removed the
+ * same letters on every message it changed, a delta: `r` (UID ranges, as
+ * `[first, last, first, last, …]`), `a` (letters added) and `d` (letters
+ * removed). The delta form keeps a STORE on 100k messages one short line.
+ */
 export interface FlagsRecord {
   readonly t: 'F';
-  readonly u: readonly number[];
+  readonly u?: readonly number[];
   readonly m: number;
   /** New info letters per UID, same order as `u`. */
-  readonly i: readonly string[];
+  readonly i?: readonly string[];
+  readonly r?: readonly number[];
+  readonly a?: string;
+  readonly d?: string;
   readonly w?: string;
 }
 export interface ExpungeRecord {
@@ -68,45 +82,17 @@ export interface StructureRecord {
   readonly st: MessageStructure;
   readonly w?: string;
 }
-export type IndexRecord = HeaderRecord | AddRecord | FlagsRecord | ExpungeRecord | StructureRecord;
-
 /**
- * One message of the index. A class with the structure's place in the log as
- * two number fields (not a `[offset, length]` array per message): about 50
- * bytes less per message, 5 MB for 100k.
+ * MODSEQ `m` was handed out without a record per message: the messages a sync
+ * found and indexed from their names, kept by the checkpoint only. Should the
+ * checkpoint be lost, they are indexed again above this.
  */
-export class IndexedMessage {
-  uid: number;
-  modSeq: number;
-  info: string;
-  size: number;
-  internalDate: number;
-  base: string;
-  structure: MessageStructure | undefined;
-  /** Where the structure's JSON is in the index log, when it is not held in memory: -1 when it is not there. */
-  structureOffset = -1;
-  structureLength = 0;
-
-  constructor(uid: number, modSeq: number, info: string, size: number, internalDate: number, base: string, structure: MessageStructure | undefined) {
-    this.uid = uid;
-    this.modSeq = modSeq;
-    this.info = info;
-    this.size = size;
-    this.internalDate = internalDate;
-    this.base = base;
-    this.structure = structure;
-  }
-
-  /** Where the structure's JSON is in the index log (`[offset, length]`), when it is not held in memory. */
-  get structureAt(): readonly [number, number] | undefined {
-    return this.structureOffset < 0 ? undefined : [this.structureOffset, this.structureLength];
-  }
-
-  set structureAt(at: readonly [number, number] | undefined) {
-    this.structureOffset = at === undefined ? -1 : at[0];
-    this.structureLength = at === undefined ? 0 : at[1];
-  }
+export interface ModSeqRecord {
+  readonly t: 'M';
+  readonly m: number;
+  readonly w?: string;
 }
+export type IndexRecord = HeaderRecord | AddRecord | FlagsRecord | ExpungeRecord | StructureRecord | ModSeqRecord;
 
 const CRC_TABLE = (() => {
   const table = new Int32Array(256);
@@ -145,17 +131,47 @@ const ST_KEY = Buffer.from(',"st":', 'latin1');
  * can find it without parsing it and load it only when asked (see
  * `decodeRecords`' `lazyStructures`). Readers that parse whole lines see the same record.
  */
-export function encodeRecordAt(record: IndexRecord): { data: Buffer; structure?: readonly [number, number] } {
-  let text: string;
-  if ((record.t === 'A' || record.t === 'S') && record.st !== undefined) {
-    const { st, ...rest } = record;
-    text = JSON.stringify({ ...rest, st });
-  } else text = JSON.stringify(record);
-  const json = Buffer.from(text, 'utf8');
-  const data = Buffer.concat([Buffer.from(`${crc32(json).toString(16).padStart(8, '0')} `, 'latin1'), json, Buffer.from('\n')]);
-  if ((record.t !== 'A' && record.t !== 'S') || record.st === undefined) return { data };
-  const at = json.indexOf(ST_KEY);
-  return { data, structure: [9 + at + ST_KEY.length, json.length - 1 - (at + ST_KEY.length)] };
+/**
+ * JSON with every non-ASCII character as a `\\uXXXX` escape (the same value
+ * for JSON.parse): structures are then pure ASCII bytes in the log, which a
+ * reader decodes as latin1, several times faster than UTF-8.
+ */
+export function asciiJson(json: string): string {
+  // eslint-disable-next-line no-control-regex
+  if (!/[^\u0000-\u007f]/.test(json)) return json;
+  // eslint-disable-next-line no-control-regex
+  return json.replace(/[^\u0000-\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** Parse JSON bytes: as latin1 when they are ASCII (what `asciiJson` writes), as UTF-8 otherwise (older records). */
+export function parseJsonBytes(buf: Buffer, start: number, end: number): unknown {
+  const bytes = buf.subarray(start, end);
+  return JSON.parse(bytes.toString(isAscii(bytes) ? 'latin1' : 'utf8'));
+}
+
+export function encodeRecordAt(record: IndexRecord, structureJson?: string): { data: Buffer; structure?: readonly [number, number] } {
+  let head: string;
+  let st: string | undefined;
+  if (structureJson !== undefined && (record.t === 'A' || record.t === 'S')) {
+    // The structure already serialised (ASCII-only JSON, as `asciiJson` makes it).
+    const { st: _unused, ...rest } = record;
+    head = JSON.stringify(rest);
+    st = structureJson;
+  } else if ((record.t === 'A' || record.t === 'S') && record.st !== undefined) {
+    const { st: structure, ...rest } = record;
+    head = JSON.stringify(rest);
+    st = asciiJson(JSON.stringify(structure));
+  } else head = JSON.stringify(record);
+  // One buffer: `<crc> <json>\n`, the JSON written in place and checksummed there.
+  const text = st === undefined ? head : `${head.slice(0, -1)},"st":${st}}`;
+  const length = Buffer.byteLength(text);
+  const data = Buffer.allocUnsafe(length + 10);
+  data.write(text, 9, 'utf8');
+  data[8] = 0x20;
+  data[length + 9] = 0x0a;
+  data.write(crc32(data.subarray(9, 9 + length)).toString(16).padStart(8, '0'), 0, 'latin1');
+  if (st === undefined) return { data };
+  return { data, structure: [9 + Buffer.byteLength(head) - 1 + ST_KEY.length, length - (Buffer.byteLength(head) - 1 + ST_KEY.length) - 1] };
 }
 
 export interface DecodeResult {
@@ -214,15 +230,71 @@ export function decodeRecords(data: Buffer, options: { readonly lazyStructures?:
   return { records, consumed: offset, stop: 'end', ...(structures ? { structures } : {}) };
 }
 
-/** The folder's index, as records are applied to it. */
+/** Info letters after a delta: `remove` taken out, `add` put in, sorted. */
+export function applyInfoDelta(info: string, add: string, remove: string): string {
+  let kept = info;
+  if (remove !== '') {
+    kept = '';
+    for (const letter of info) if (!remove.includes(letter)) kept += letter;
+  }
+  if (add === '') return kept;
+  // Both in ASCII order (info letters always are; sortInfo makes sure of it): a merge, no sort.
+  const a = sortInfo(kept);
+  const b = sortInfo(add);
+  let out = '';
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    const ca = i < a.length ? a.charCodeAt(i) : 0x10000;
+    const cb = j < b.length ? b.charCodeAt(j) : 0x10000;
+    if (ca < cb) out += a[i++];
+    else if (cb < ca) out += b[j++];
+    else {
+      out += a[i++];
+      j++;
+    }
+  }
+  return out;
+}
+
+/** The UIDs a flags record names, ascending for the delta form. */
+export function flagRecordUids(record: FlagsRecord): number[] {
+  if (record.r === undefined) return [...(record.u ?? [])];
+  const out: number[] = [];
+  for (let k = 0; k + 1 < record.r.length; k += 2) for (let uid = record.r[k]!; uid <= record.r[k + 1]!; uid++) out.push(uid);
+  return out;
+}
+
+/** Ascending UIDs as `[first, last, first, last, …]`. */
+export function uidRanges(uids: readonly number[]): number[] {
+  const out: number[] = [];
+  for (const uid of uids) {
+    if (out.length > 0 && out[out.length - 1] === uid - 1) out[out.length - 1] = uid;
+    else out.push(uid, uid);
+  }
+  return out;
+}
+
+/**
+ * The folder's index, as records are applied to it: the messages (one
+ * `MaildirMessage` per UID, replaced by a new version on a flag change), the
+ * expunge log, UIDVALIDITY, the MODSEQ floor and HIGHESTMODSEQ.
+ */
 export class IndexState {
-  readonly messages = new Map<number, IndexedMessage>();
+  readonly messages = new Map<number, MaildirMessage>();
   /** Expunge log: [uid, modSeq] ascending by modSeq. */
   readonly expunged: [number, number][] = [];
   uidValidity = 0;
   floor = 1;
   highestModSeq = 1;
+  /** Records in the log file (those a checkpoint stands for included). */
   records = 0;
+  /** The flags of an info string (the folder's keyword table; shared arrays). */
+  readonly flagsOf: (info: string) => readonly string[];
+
+  constructor(flagsOf: (info: string) => readonly string[]) {
+    this.flagsOf = flagsOf;
+  }
 
   reset(): void {
     this.messages.clear();
@@ -231,6 +303,11 @@ export class IndexState {
     this.floor = 1;
     this.highestModSeq = 1;
     this.records = 0;
+  }
+
+  #setFlags(uid: number, info: string, modSeq: number): void {
+    const message = this.messages.get(uid);
+    if (message !== undefined) this.messages.set(uid, message.withFlags(modSeq, info, this.flagsOf(info)));
   }
 
   /** `structureAt`: the structure stays in the log, at that place, instead of in memory. */
@@ -244,20 +321,27 @@ export class IndexState {
         break;
       case 'A':
         {
-          const message = new IndexedMessage(record.u, record.m, record.i, record.s, record.d, record.b, structureAt === undefined ? record.st : undefined);
-          message.structureAt = structureAt;
+          const message = new MaildirMessage(record.u, record.m, this.flagsOf(record.i), record.s, record.b, record.i, record.d ?? Number.NaN);
+          if (structureAt !== undefined) message.structureAt = structureAt;
+          else message.structure = record.st;
           this.messages.set(record.u, message);
         }
         this.highestModSeq = Math.max(this.highestModSeq, record.m);
         break;
       case 'F':
-        record.u.forEach((uid, i) => {
-          const message = this.messages.get(uid);
-          if (message !== undefined) {
-            message.info = record.i[i] ?? '';
-            message.modSeq = record.m;
+        if (record.r !== undefined) {
+          const add = record.a ?? '';
+          const remove = record.d ?? '';
+          for (let k = 0; k + 1 < record.r.length; k += 2) {
+            for (let uid = record.r[k]!; uid <= record.r[k + 1]!; uid++) {
+              const message = this.messages.get(uid);
+              if (message !== undefined) this.#setFlags(uid, applyInfoDelta(message.info, add, remove), record.m);
+            }
           }
-        });
+        } else {
+          const infos = record.i ?? [];
+          (record.u ?? []).forEach((uid, i) => this.#setFlags(uid, infos[i] ?? '', record.m));
+        }
         this.highestModSeq = Math.max(this.highestModSeq, record.m);
         break;
       case 'S': {
@@ -268,6 +352,9 @@ export class IndexState {
         }
         break;
       }
+      case 'M':
+        this.highestModSeq = Math.max(this.highestModSeq, record.m);
+        break;
       case 'X':
         for (const uid of record.u) {
           this.messages.delete(uid);
@@ -289,7 +376,7 @@ export class IndexState {
       else byModSeq.set(m, [uid]);
     }
     for (const m of this.messages.values()) {
-      out.push({ t: 'A', u: m.uid, m: m.modSeq, i: m.info, s: m.size, d: m.internalDate, b: m.base, ...(m.structure ? { st: m.structure } : {}) });
+      out.push({ t: 'A', u: m.uid, m: m.modSeq, i: m.info, s: m.size, ...(Number.isNaN(m.date) ? {} : { d: m.date }), b: m.base, ...(m.structure ? { st: m.structure } : {}) });
     }
     for (const [m, uids] of byModSeq) out.push({ t: 'X', u: uids, m });
     return out;

@@ -12,7 +12,7 @@ import type { Clock, Logger } from '@pigeonpost/wire';
 import { silentLogger } from '@pigeonpost/wire';
 import { systemClock } from '@pigeonpost/wire/node';
 import { StoreError } from '../errors.js';
-import { normalizeFlags, planFlagChange, isDeleted, withSeen } from '../flags.js';
+import { normalizeFlags, isDeleted, withSeen } from '../flags.js';
 import type { StoreLimits } from '../limits.js';
 import { resolveStoreLimits } from '../limits.js';
 import { parentNames } from '../names.js';
@@ -49,9 +49,10 @@ import { HIERARCHY_DELIMITER } from '../types.js';
 import { acquireDotlock, writeThroughDotlock } from './dotlock.js';
 import { UniqueNames } from './filename.js';
 import { Folder, INDEX_LOG, makeFolderDirs } from './folder.js';
-import type { FolderContext, FolderMessage } from './folder.js';
+import type { FolderContext } from './folder.js';
+import { FsWorker, mimeModulePath } from './fs-worker.js';
 import type { IndexRecord } from './index-log.js';
-import { decodeRecords } from './index-log.js';
+import { decodeRecords, flagRecordUids } from './index-log.js';
 import { assertInside, folderDirName, INBOX, mailboxNameOfDir, maildirMailboxName, maildirUserName, parseSubscriptions, serializeSubscriptions } from './layout.js';
 
 export interface MaildirStoreOptions {
@@ -69,6 +70,13 @@ export interface MaildirStoreOptions {
   readonly lockTimeoutMs?: number;
   /** watch(): how often to look for changes by other processes when fs.watch says nothing. Default 1000 ms. */
   readonly pollIntervalMs?: number;
+  /**
+   * Worker threads that read and parse message files when MIME structures
+   * are computed on first use (a folder indexed from its files), so a FETCH
+   * BODYSTRUCTURE of many messages uses other cores and leaves the event loop
+   * free. Started on first use. Default 2; 0 parses on the main thread.
+   */
+  readonly parseWorkers?: number;
 }
 
 const USER_FILE = 'pigeonpost-user.json';
@@ -93,10 +101,6 @@ function errno(error: unknown): string | undefined {
   return (error as NodeJS.ErrnoException | undefined)?.code;
 }
 
-/** The public part of a folder message: one object per message version, shared by every handle (never copied per handle). */
-function toMeta(m: FolderMessage): MessageMeta {
-  return m.meta;
-}
 
 /** Create the Maildir store. */
 export function createMaildirStore(options: MaildirStoreOptions): MailStore {
@@ -115,6 +119,11 @@ class MaildirStore implements MailStore {
   readonly lockStaleTimeoutMs: number;
   readonly lockTimeoutMs: number;
   readonly pollIntervalMs: number;
+  /** Bulk renames, reads and stats off the main thread (started on first use). */
+  readonly fsWorker = new FsWorker();
+  /** Read and parse files for structures computed on first use, off the main thread (both started on first use). */
+  readonly parseWorkers: readonly FsWorker[];
+  readonly mimePath = mimeModulePath();
   readonly #users = new Map<string, MaildirUser>();
   closed = false;
 
@@ -127,6 +136,7 @@ class MaildirStore implements MailStore {
     this.lockStaleTimeoutMs = options.lockStaleTimeoutMs ?? 120_000;
     this.lockTimeoutMs = options.lockTimeoutMs ?? 122_000;
     this.pollIntervalMs = options.pollIntervalMs ?? 1000;
+    this.parseWorkers = Array.from({ length: Math.max(0, Math.floor(options.parseWorkers ?? 2)) }, () => new FsWorker());
   }
 
   checkOpen(): void {
@@ -225,8 +235,10 @@ class MaildirStore implements MailStore {
     this.closed = true;
     await Promise.all([...this.#users.values()].map((u) => u.close()));
     this.hub.close();
-    // Structures computed on first use and not yet logged: appended now, if the lock is free at once.
+    // Structures computed on first use and not yet logged: appended now, if the lock is free at once;
+    // then a checkpoint of each folder's index that changed since its last one.
     await Promise.all([...this.#users.values()].map((u) => u.flushStructures()));
+    await Promise.all([this.fsWorker, ...this.parseWorkers].map((w) => w.close()));
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -257,6 +269,9 @@ class MaildirUser implements UserMailStore {
       writerId: store.writerId,
       nextUidValidity: () => this.#nextUidValidity(),
       onRecords: (folder, records) => this.#publishRecords(folder, records),
+      fsWorker: store.fsWorker,
+      parseWorkers: store.parseWorkers,
+      mimePath: store.mimePath,
     };
   }
 
@@ -267,7 +282,12 @@ class MaildirUser implements UserMailStore {
   }
 
   async flushStructures(): Promise<void> {
-    await Promise.all([...this.#folders.values()].map((f) => f.flushStructuresOnClose()));
+    await Promise.all(
+      [...this.#folders.values()].map(async (f) => {
+        await f.flushStructuresOnClose();
+        await f.checkpointOnClose();
+      }),
+    );
   }
 
   // -- files of the user ------------------------------------------------------
@@ -679,12 +699,17 @@ class MaildirUser implements UserMailStore {
 
 /** Turn index records into StoreChange hints. */
 function publishRecords(hub: ChangeHub, user: string, mailboxId: string, mailbox: string, records: readonly IndexRecord[]): void {
+  // Nobody watching: no UID lists to build (a STORE on 100k messages would make one of 100k).
+  if (hub.watcherCount === 0) return;
   const adds = records.filter((r) => r.t === 'A');
   if (adds.length > 0) {
-    hub.publish(user, { type: 'append', mailboxId, mailbox, uids: adds.map((r) => r.u), modSeq: Math.max(...adds.map((r) => r.m)) });
+    // A loop, not Math.max(...): a folder indexed from its files adds 100k messages at once.
+    let modSeq = 0;
+    for (const r of adds) modSeq = Math.max(modSeq, r.m);
+    hub.publish(user, { type: 'append', mailboxId, mailbox, uids: adds.map((r) => r.u), modSeq });
   }
   for (const r of records) {
-    if (r.t === 'F') hub.publish(user, { type: 'flags', mailboxId, mailbox, uids: [...r.u], modSeq: r.m });
+    if (r.t === 'F') hub.publish(user, { type: 'flags', mailboxId, mailbox, uids: flagRecordUids(r), modSeq: r.m });
     if (r.t === 'X') hub.publish(user, { type: 'expunge', mailboxId, mailbox, uids: [...r.u], modSeq: r.m });
   }
 }
@@ -846,7 +871,7 @@ class MaildirHandle implements MailboxHandle {
   readonly #user: MaildirUser;
   readonly #folder: Folder;
   /** Ascending by UID (as the folder's messages), so a sync compares it with the folder's by a merge, without a map per handle. */
-  #view: MessageMeta[];
+  #view: readonly MessageMeta[];
   #status: MailboxStatus;
   #closed = false;
 
@@ -854,7 +879,8 @@ class MaildirHandle implements MailboxHandle {
     this.#user = user;
     this.#folder = folder;
     this.readOnly = readOnly;
-    this.#view = folder.messages().map(toMeta);
+    // The folder's array itself: it is never changed in place (a change makes a new one).
+    this.#view = folder.messages();
     this.#status = folderStatus(folder);
   }
 
@@ -884,12 +910,12 @@ class MaildirHandle implements MailboxHandle {
     for (const m of now) {
       while (i < old.length && old[i]!.uid < m.uid) expunged.push(old[i++]!.uid);
       if (i < old.length && old[i]!.uid === m.uid) {
-        if (old[i]!.modSeq !== m.modSeq) flagsChanged.push(toMeta(m));
+        if (old[i]!.modSeq !== m.modSeq) flagsChanged.push(m);
         i++;
-      } else added.push(toMeta(m));
+      } else added.push(m);
     }
     while (i < old.length) expunged.push(old[i++]!.uid);
-    this.#view = now.map(toMeta);
+    this.#view = now;
     this.#status = folderStatus(this.#folder);
     return { expunged, added, flagsChanged, uidNext: this.#status.uidNext, highestModSeq: this.#status.highestModSeq };
   }
@@ -905,22 +931,24 @@ class MaildirHandle implements MailboxHandle {
     return this.#folder.structure(uid);
   }
 
+  internalDates(uids: readonly number[]): Promise<readonly number[]> {
+    this.#check();
+    return this.#folder.internalDates(uids);
+  }
+
   async setFlags(uids: readonly number[], change: FlagChange): Promise<FlagChangeResult> {
     this.#check(true);
     const flags = normalizeFlags(change.flags, this.#user.store.limits);
     const f = this.#folder;
-    const result = await f.locked(async () => {
-      const wanted = new Set(uids);
-      const targets = f.messages().filter((m) => wanted.has(m.uid));
-      // Keywords get their letters (and the limit is checked) before anything changes.
-      const canonical = change.mode === 'remove' ? f.canonical(flags) : await f.registerKeywords(flags);
-      const plan = planFlagChange(targets, { mode: change.mode, flags: canonical, ...(change.unchangedSince !== undefined ? { unchangedSince: change.unchangedSince } : {}) });
-      const updated = await f.applyFlags(plan.updates);
-      return { updated: updated.map(toMeta), conflicts: plan.conflicts };
-    });
+    const result = await f.locked(() => f.changeFlags(uids, change.mode, flags, change.unchangedSince));
     if (result.updated.length > 0) {
-      const changed = new Map(result.updated.map((m) => [m.uid, m]));
-      this.#view = this.#view.map((m) => changed.get(m.uid) ?? m);
+      // Both ascending by UID: a merge, no map of the changed ones.
+      const updated = result.updated;
+      let j = 0;
+      this.#view = this.#view.map((m) => {
+        while (j < updated.length && updated[j]!.uid < m.uid) j++;
+        return j < updated.length && updated[j]!.uid === m.uid ? updated[j]! : m;
+      });
     }
     this.#status = { ...folderStatus(f), messages: this.#view.length };
     return result;

@@ -55,7 +55,93 @@ function parseUint(value: string, what: string): number {
   return n;
 }
 
+/** A record line `<uid> :<base>` (no extensions, a plain base name) in a few character tests; undefined for anything else (the full parser decides). */
+function fastRecord(line: string, prevUid: number): UidlistRecord | undefined {
+  let uid = 0;
+  let k = 0;
+  for (; k < line.length && k < 10; k++) {
+    const c = line.charCodeAt(k);
+    if (c < 48 || c > 57) break;
+    uid = uid * 10 + (c - 48);
+  }
+  if (k === 0 || k >= line.length - 2 || line.charCodeAt(k) !== 32 || line.charCodeAt(k + 1) !== 58) return undefined;
+  if (uid === 0 || uid >= MAX_UID || uid < prevUid) return undefined;
+  const base = line.slice(k + 2);
+  if (base.includes('/') || base.includes(':')) return undefined;
+  return { uid, extensions: NO_EXTENSIONS, base };
+}
+
+/** Only the header of a dovecot-uidlist (records left out), for a file known to hold the records we have. */
+export function parseUidlistHeader(text: string): Uidlist {
+  const nl = text.indexOf('\n');
+  const header = parseUidlist(nl < 0 ? '' : text.slice(0, nl + 1));
+  const last = lastRecordUid(text);
+  return last >= header.nextUid ? { ...header, nextUid: last + 1 } : header;
+}
+
+/** The UID of the last complete record line, 0 when none. */
+function lastRecordUid(text: string): number {
+  const end = text.lastIndexOf('\n');
+  if (end <= 0) return 0;
+  const start = text.lastIndexOf('\n', end - 1) + 1;
+  if (start === 0) return 0;
+  const m = /^(\d+) /.exec(text.slice(start, end));
+  return m ? Number(m[1]) : 0;
+}
+
 export function parseUidlist(text: string): Uidlist {
+  return parseUidlistFast(text) ?? parseUidlistFull(text);
+}
+
+/**
+ * The common file (version 3, every record `<uid> :<base>`, UIDs ascending,
+ * no base name twice), parsed by scanning the text: no array of lines, one
+ * set insertion per record. Undefined for anything else, which the full
+ * parser then reads (and judges).
+ */
+function parseUidlistFast(text: string): Uidlist | undefined {
+  const end = text.lastIndexOf('\n');
+  const first = text.indexOf('\n');
+  if (first < 0 || !text.startsWith('3 ')) return undefined;
+  let head: Uidlist;
+  try {
+    head = parseUidlistFull(text.slice(0, first + 1));
+  } catch {
+    return undefined;
+  }
+  const records: UidlistRecord[] = [];
+  const seen = new Set<string>();
+  let prevUid = 0;
+  for (let at = first + 1; at < end; ) {
+    const nl = text.indexOf('\n', at);
+    if (nl === at) {
+      at++;
+      continue;
+    }
+    let uid = 0;
+    let k = at;
+    for (; k < nl && k - at < 10; k++) {
+      const c = text.charCodeAt(k);
+      if (c < 48 || c > 57) break;
+      uid = uid * 10 + (c - 48);
+    }
+    if (k === at || k + 2 >= nl || text.charCodeAt(k) !== 32 || text.charCodeAt(k + 1) !== 58) return undefined;
+    if (uid === 0 || uid >= MAX_UID || uid <= prevUid) return undefined;
+    const base = text.slice(k + 2, nl);
+    if (base.includes('/') || base.includes(':')) return undefined;
+    const size = seen.size;
+    seen.add(base);
+    if (seen.size === size) return undefined;
+    records.push({ uid, extensions: NO_EXTENSIONS, base });
+    prevUid = uid;
+    at = nl + 1;
+  }
+  const last = records[records.length - 1];
+  const nextUid = last !== undefined && last.uid >= head.nextUid ? last.uid + 1 : head.nextUid;
+  return { ...head, nextUid, records };
+}
+
+function parseUidlistFull(text: string): Uidlist {
   const lastNewline = text.lastIndexOf('\n');
   // A line still being appended by another process (no \n yet) is not there yet.
   const complete = lastNewline < 0 ? '' : text.slice(0, lastNewline);
@@ -95,6 +181,16 @@ export function parseUidlist(text: string): Uidlist {
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i]!;
     if (line === '') continue;
+    const fast = version === 3 ? fastRecord(line, prevUid) : undefined;
+    if (fast !== undefined) {
+      // `<uid> :<base>`, the common line: no regular expression, no extension array.
+      prevUid = fast.uid;
+      const old = byBase.get(fast.base);
+      if (old !== undefined && old.uid !== fast.uid) byUid.delete(old.uid);
+      byBase.set(fast.base, fast);
+      byUid.set(fast.uid, fast);
+      continue;
+    }
     const m = /^(\d+) (.*)$/.exec(line);
     if (!m) throw new UidlistParseError(`invalid data at line ${i + 1}`);
     const uid = parseUint(m[1]!, 'UID');

@@ -12,6 +12,8 @@ export interface MemMessage {
   meta: MessageMeta;
   readonly data: Buffer;
   readonly structure: MessageStructure;
+  /** INTERNALDATE (ms). */
+  readonly internalDate: number;
 }
 
 export interface MemMailbox {

@@ -186,11 +186,10 @@ class MemoryStore implements MailStore {
         uid,
         modSeq,
         flags: item.flags,
-        internalDate: item.internalDate,
         size: item.size,
         emailId: item.emailId,
       };
-      box.messages.set(uid, { meta, data: item.data, structure: item.structure });
+      box.messages.set(uid, { meta, data: item.data, structure: item.structure, internalDate: item.internalDate });
       uids.push(uid);
     }
     this.publish(user, { type: 'append', mailboxId: box.id, mailbox: box.name, uids, modSeq });
@@ -435,7 +434,7 @@ class MemoryUserStore implements UserMailStore {
     store.addMessages(
       user,
       box,
-      messages.map((m) => ({ data: m.data, size: m.meta.size, flags: m.meta.flags, internalDate: m.meta.internalDate, emailId: m.meta.emailId, structure: m.structure })),
+      messages.map((m) => ({ data: m.data, size: m.meta.size, flags: m.meta.flags, internalDate: m.internalDate, emailId: m.meta.emailId, structure: m.structure })),
     );
     store.removeMessages(user, inbox, messages.map((m) => m.meta.uid));
   }
@@ -614,6 +613,17 @@ class MemoryHandle implements MailboxHandle {
     });
   }
 
+  internalDates(uids: readonly number[]): Promise<readonly number[]> {
+    return run(() => {
+      this.#live();
+      return uids.map((uid) => {
+        const message = this.#box.messages.get(uid);
+        if (message === undefined) throw new StoreError('ERR_STORE_NO_SUCH_MESSAGE', `message UID ${uid} does not exist (expunged?)`);
+        return message.internalDate;
+      });
+    });
+  }
+
   setFlags(uids: readonly number[], change: FlagChange): Promise<FlagChangeResult> {
     return run(() => {
       this.#writable();
@@ -657,7 +667,7 @@ class MemoryHandle implements MailboxHandle {
       data: m.data,
       size: m.meta.size,
       flags: target.keywords.register(m.meta.flags),
-      internalDate: m.meta.internalDate,
+      internalDate: m.internalDate,
       // RFC 8474 §5.1: MOVE keeps the EMAILID; a COPY may share it, and shares it here (same bytes).
       emailId: m.meta.emailId,
       structure: m.structure,

@@ -760,7 +760,7 @@ export function defineStoreConformance(subject: ConformanceSubject, t: Conforman
         const dest = await user.open('Archive');
         const copied = dest.messages().find((m) => m.uid === 2)!;
         expect(unordered(copied.flags)).toEqual(unordered(['\\Seen', 'Tag']));
-        expect(copied.internalDate).toBe(1_000_000);
+        expect(await dest.internalDates([3, 2])).toEqual([2_000_000, 1_000_000]);
         expect(copied.size).toBe(message('a').length);
         expect(await collect(dest.read(2))).toEqual(message('a'));
         await dest.close();
@@ -779,7 +779,7 @@ export function defineStoreConformance(subject: ConformanceSubject, t: Conforman
         const t2 = await user.open('Trash');
         const moved = t2.messages()[0]!;
         expect(moved.flags).toEqual(['\\Flagged']);
-        expect(moved.internalDate).toBe(5_000_000);
+        expect(await t2.internalDates([moved.uid])).toEqual([5_000_000]);
         expect(moved.emailId).toBe(original.emailId);
         expect(moved.size).toBe(original.size);
         expect(await collect(t2.read(1))).toEqual(message('m'));
@@ -922,6 +922,7 @@ export function defineStoreConformance(subject: ConformanceSubject, t: Conforman
         expect(h1.messages().map((m) => m.uid)).toEqual([1]);
         await expectCode(collect(h1.read(1)), 'ERR_STORE_NO_SUCH_MESSAGE');
         await expectCode(h1.structure(1), 'ERR_STORE_NO_SUCH_MESSAGE');
+        await expectCode(h1.internalDates([1]), 'ERR_STORE_NO_SUCH_MESSAGE');
         await h1.close();
         await h2.close();
       });
@@ -1054,6 +1055,24 @@ export function defineStoreConformance(subject: ConformanceSubject, t: Conforman
         await expectCode(h.structure(7), 'ERR_STORE_NO_SUCH_MESSAGE');
         await a.close();
         await h.close();
+      });
+
+      it('gives INTERNALDATEs in the order asked, the same after a reopen', async () => {
+        const user = await alice();
+        await user.append('INBOX', message('one'), { internalDate: 3_000_000 });
+        await user.append('INBOX', message('two'), { internalDate: 1_000_000 });
+        await user.append('INBOX', message('three'), { internalDate: 2_000_000 });
+        const h = await user.open('INBOX');
+        expect(await h.internalDates([3, 1, 2, 1])).toEqual([2_000_000, 3_000_000, 1_000_000, 3_000_000]);
+        expect(await h.internalDates([])).toEqual([]);
+        await expectCode(h.internalDates([1, 9]), 'ERR_STORE_NO_SUCH_MESSAGE');
+        await h.close();
+        if (caps.persistent && instance.reopen) {
+          store = await instance.reopen();
+          const again = await (await alice()).open('INBOX');
+          expect(await again.internalDates([1, 2, 3])).toEqual([3_000_000, 1_000_000, 2_000_000]);
+          await again.close();
+        }
       });
     });
 
@@ -1304,7 +1323,7 @@ export function defineStoreConformance(subject: ConformanceSubject, t: Conforman
         const meta = h.messages()[0]!;
         expect(meta.uid).toBe(result.uid);
         expect(unordered(meta.flags)).toEqual(unordered(['$Junk', '\\Seen']));
-        expect(meta.internalDate).toBe(1_234_000);
+        expect(await h.internalDates([meta.uid])).toEqual([1_234_000]);
         await h.close();
       });
 
@@ -1314,8 +1333,9 @@ export function defineStoreConformance(subject: ConformanceSubject, t: Conforman
         await store.deliver({ user: USER, body: message('now') });
         const after = instance.clock?.now() ?? Date.now();
         const h = await (await alice()).open('INBOX');
-        expect(h.messages()[0]!.internalDate).toBeGreaterThanOrEqual(before);
-        expect(h.messages()[0]!.internalDate).toBeLessThanOrEqual(after);
+        const [date] = await h.internalDates([h.messages()[0]!.uid]);
+        expect(date).toBeGreaterThanOrEqual(before);
+        expect(date).toBeLessThanOrEqual(after);
         await h.close();
       });
 

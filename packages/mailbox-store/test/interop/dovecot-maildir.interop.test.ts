@@ -141,10 +141,11 @@ async function ourView(root: string, user: string): Promise<SeenUser> {
     const status = await u.status(e.name);
     await using box = await u.open(e.name, { readOnly: true });
     const list: Seen[] = [];
-    for (const m of box.messages()) {
+    const dates = await box.internalDates(box.messages().map((m) => m.uid));
+    for (const [k, m] of box.messages().entries()) {
       const chunks: Uint8Array[] = [];
       for await (const chunk of box.read(m.uid)) chunks.push(chunk);
-      list.push({ uid: m.uid, flags: sortFlags(m.flags), size: m.size, internalDate: Math.floor(m.internalDate / 1000) * 1000, body: crlf(Buffer.concat(chunks)) });
+      list.push({ uid: m.uid, flags: sortFlags(m.flags), size: m.size, internalDate: Math.floor(dates[k]! / 1000) * 1000, body: crlf(Buffer.concat(chunks)) });
     }
     mailboxes[e.name] = { uidValidity: status.uidValidity, uidNext: status.uidNext, messages: status.messages, list };
   }
