@@ -5,15 +5,16 @@
  *
  *   pnpm build && node bench/smtp/run.mjs [--quick] [--reps 3] [--seconds 2]
  *     [--only ours,smtp-server,smtp-sink] [--rows source-s1-d,pipe-s1,...] [--sizes 1,100]
- *     [--prof DIR] [--baseline DIST_DIR] [--out bench/smtp/results.json]
+ *     [--depth 16] [--prof DIR] [--baseline DIST_DIR] [--out bench/smtp/results.json]
  *
  * Each server runs in its own child process (a fresh one per row), accepts every
  * recipient and drains every body. Load: Postfix's smtp-source (HELO, no
- * pipelining, no TLS) and a load client built on our SmtpClient (PIPELINING,
- * STARTTLS) running in this process. Per row: each server gets untimed
+ * pipelining, no TLS) and a load client built on our SmtpClient (PIPELINING
+ * across messages with `pipelineDepth`, STARTTLS, BDAT where offered) in its own
+ * Node process (bench/smtp/load.mjs), whose CPU is reported apart. Per row: each server gets untimed
  * warm-up runs (which also size its timed runs to about --seconds each), then
- * --reps timed runs, interleaved across the servers; the median run (by
- * messages/second) is reported. Server CPU comes from the
+ * --reps timed runs, interleaved across the servers; the median of the runs
+ * is reported, for msg/s and each CPU figure separately. Server CPU comes from the
  * child's process.cpuUsage() (smtp-sink: /proc/PID/stat), peak RSS from its
  * maxRSS (smtp-sink: VmHWM). `--baseline DIR` adds a server "baseline": ours
  * from another build of packages/smtp-core/dist (a copy of it, with
@@ -30,22 +31,22 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '../..');
-const { SmtpClient } = await import(join(repo, 'packages/smtp-core/dist/node.js'));
 const { createDevCertificates } = await import(join(repo, 'packages/wire/dist/node.js'));
 
 // ---------------------------------------------------------------------------
 // Options
 
-const ALL_ROWS = ['source-s1-d', 'source-s50-d', 'source-s1', 'source-s50', 'pipe-s1', 'pipe-s50', 'tls-s1', 'tls-s50'];
+const ALL_ROWS = ['source-s1-d', 'source-s50-d', 'source-s1', 'source-s50', 'pipe-s1', 'pipe-s50', 'tls-s1', 'tls-s50', 'bdat-s1'];
 const ALL_SERVERS = ['ours', 'smtp-server', 'smtp-sink'];
 
 function parseArgs(argv) {
-  const o = { reps: 3, seconds: 2, warmupSeconds: 1, servers: ALL_SERVERS, rows: ALL_ROWS, sizes: [1, 100], prof: undefined, out: join(here, 'results.json'), quick: false };
+  const o = { reps: 3, seconds: 2, warmupSeconds: 1, depth: 16, servers: ALL_SERVERS, rows: ALL_ROWS, sizes: [1, 100], prof: undefined, out: join(here, 'results.json'), quick: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') Object.assign(o, { quick: true, reps: 1, seconds: 0.7, warmupSeconds: 0.3 });
     else if (a === '--reps') o.reps = Number(argv[++i]);
     else if (a === '--seconds') o.seconds = Number(argv[++i]);
+    else if (a === '--depth') o.depth = Number(argv[++i]);
     else if (a === '--only') o.servers = argv[++i].split(',');
     else if (a === '--rows') o.rows = argv[++i].split(',');
     else if (a === '--sizes') o.sizes = argv[++i].split(',').map(Number);
@@ -192,13 +193,35 @@ async function exited(child, ms) {
 // ---------------------------------------------------------------------------
 // Load
 
-/** A message of `kb` KB: a few headers and 76-column CRLF lines. */
-function makeMessage(kb) {
-  const head = 'From: <a@bench.test>\r\nTo: <b@bench.test>\r\nSubject: bench\r\nMessage-ID: <bench@bench.test>\r\n\r\n';
-  const line = 'abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklm\r\n';
-  let body = head;
-  while (body.length + line.length <= kb * 1024) body += line;
-  return Buffer.from(body);
+/** The load client's process (bench/smtp/load.mjs), started once and kept warm across rows. */
+async function startLoadClient() {
+  const execArgv = opts.prof ? ['--cpu-prof', '--cpu-prof-dir', join(opts.prof, 'client')] : [];
+  const child = track(fork(join(here, 'load.mjs'), [], { execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }));
+  await new Promise((ok, fail) => {
+    child.once('message', ok);
+    child.once('exit', (code) => fail(new Error(`load client exited (${code})`)));
+  });
+  let seq = 0;
+  return {
+    pid: child.pid,
+    async stop() {
+      child.send({ stop: true });
+      await exited(child, 3000); // a clean exit writes --cpu-prof's profile
+    },
+    run(params) {
+      const id = ++seq;
+      return new Promise((ok, fail) => {
+        const onMsg = (m) => {
+          if (m.done !== id) return;
+          child.off('message', onMsg);
+          if (m.error) fail(new Error(`load client: ${m.error}`));
+          else ok(m);
+        };
+        child.on('message', onMsg);
+        child.send({ run: { id, ...params } });
+      });
+    },
+  };
 }
 
 /** Postfix smtp-source; resolves with the wall time in ms. */
@@ -216,44 +239,31 @@ function runSmtpSource(port, { sessions, perMessage, kb }, count) {
   });
 }
 
-/** Our load client: `sessions` SmtpClient connections sharing `count` messages. */
-async function runOurClient(port, { sessions, tls, message, ca }, count) {
-  let left = count;
-  const t0 = performance.now();
-  const session = async () => {
-    const client = await SmtpClient.connect({
-      host: '127.0.0.1',
-      port,
-      name: 'client.bench.test',
-      secure: tls ? 'starttls' : 'none',
-      chunking: false, // DATA everywhere: smtp-server and smtp-sink do not offer CHUNKING alike
-      ...(tls ? { tls: { ca, servername: '127.0.0.1' } } : {}),
-    });
-    try {
-      while (left > 0) {
-        left--;
-        await client.send({ from: 'a@bench.test', to: ['b@bench.test'] }, message);
-      }
-    } finally {
-      await client.quit().catch(() => client.close());
-    }
-  };
-  await Promise.all(Array.from({ length: sessions }, session));
-  return performance.now() - t0;
+/**
+ * Our load client (its own process): `sessions` SmtpClient connections sharing
+ * `count` messages, `pipelineDepth` = --depth. DATA rows turn CHUNKING off, so
+ * every server gets the same DATA protocol; `bdat` rows leave it on, and the
+ * client uses BDAT where the server offers CHUNKING (ours), DATA elsewhere.
+ */
+async function runOurClient(load, port, { sessions, tls, kb, ca, chunking }, count, stats) {
+  const r = await load.run({ port, sessions, tls, ca, kb, count, depth: opts.depth, chunking });
+  if (stats) stats.clientCpuUs = r.cpuUs;
+  return r.wallMs;
 }
 
 function rowSpec(row, kb) {
   const [kind, s, d] = row.split('-');
   const sessions = Number(s.slice(1));
   if (kind === 'source') return { kind, sessions, perMessage: d !== 'd', kb };
-  return { kind, sessions, tls: kind === 'tls', kb };
+  return { kind, sessions, tls: kind === 'tls', chunking: kind === 'bdat', kb };
 }
 
 function rowLabel(row, kb) {
   const spec = rowSpec(row, kb);
   const size = `${kb} KB`;
   if (spec.kind === 'source') return `smtp-source -s ${spec.sessions}${spec.perMessage ? '' : ' -d'} (${spec.perMessage ? 'conn/msg' : 'conn/session'}), ${size}`;
-  return `our client, ${spec.sessions} ${spec.tls ? 'STARTTLS ' : ''}pipelined session${spec.sessions > 1 ? 's' : ''}, ${size}`;
+  if (spec.kind === 'bdat') return `our client, ${spec.sessions} session${spec.sessions > 1 ? 's' : ''}, BDAT where offered (ours; others DATA), ${size}`;
+  return `our client, ${spec.sessions} ${spec.tls ? 'STARTTLS ' : ''}pipelined session${spec.sessions > 1 ? 's' : ''} (DATA), ${size}`;
 }
 
 // ---------------------------------------------------------------------------
@@ -275,7 +285,7 @@ async function measureRow(row, kb, ctx) {
       const load =
         spec.kind === 'source'
           ? (n) => runSmtpSource(srv.port, spec, n)
-          : (n) => runOurClient(srv.port, { ...spec, message: ctx.messages[kb], ca: ctx.certs.caCert }, n);
+          : (n, stats) => runOurClient(ctx.load, srv.port, { ...spec, ca: ctx.certs.caCert }, n, stats);
       // Warm-up (untimed): JIT both sides, and size the timed runs.
       // Small first: smtp-server takes ~100 ms per connection with smtp-source's connection per message.
       let n = Math.max(spec.sessions * 2, 20);
@@ -290,25 +300,33 @@ async function measureRow(row, kb, ctx) {
     for (let i = 0; i < opts.reps; i++) {
       for (const l of live) {
         const before = await l.srv.stats();
-        const clientCpu0 = process.cpuUsage();
-        const wall = await l.load(l.count);
-        const clientCpu = process.cpuUsage(clientCpu0);
+        const client = {};
+        const wall = await l.load(l.count, client);
         const after = await l.srv.stats();
         l.runs.push({
           messages: l.count,
           seconds: wall / 1000,
           msgsPerSec: l.count / (wall / 1000),
           serverCpuUsPerMsg: (after.cpuUs - before.cpuUs) / l.count,
-          // Our load client runs in this process; smtp-source is a separate C process.
-          clientCpuUsPerMsg: spec.kind === 'source' ? undefined : (clientCpu.user + clientCpu.system) / l.count,
+          // Our load client's own process (smtp-source's CPU is not measured).
+          clientCpuUsPerMsg: client.clientCpuUs === undefined ? undefined : client.clientCpuUs / l.count,
         });
       }
     }
     for (const l of live) {
-      const sorted = [...l.runs].sort((a, b) => a.msgsPerSec - b.msgsPerSec);
-      const median = sorted[Math.floor((sorted.length - 1) / 2)];
+      // Each figure is its own median over the runs (a load spike on the shared machine moves one run, not the report).
+      const median = (key) => {
+        const values = l.runs.map((r) => r[key]).filter((v) => v !== undefined).sort((x, y) => x - y);
+        return values.length === 0 ? undefined : values[Math.floor((values.length - 1) / 2)];
+      };
       const end = await l.srv.stats();
-      out[l.server] = { ...median, peakRssBytes: end.maxRss, runs: l.runs };
+      out[l.server] = {
+        msgsPerSec: median('msgsPerSec'),
+        serverCpuUsPerMsg: median('serverCpuUsPerMsg'),
+        clientCpuUsPerMsg: median('clientCpuUsPerMsg'),
+        peakRssBytes: end.maxRss,
+        runs: l.runs,
+      };
     }
     return out;
   } finally {
@@ -322,8 +340,8 @@ async function measureRow(row, kb, ctx) {
 const certs = await createDevCertificates({ hostnames: ['localhost'], ipAddresses: ['127.0.0.1'] });
 const tlsFile = join(tmp, 'certs.json');
 writeFileSync(tlsFile, JSON.stringify({ key: certs.key, cert: certs.cert }));
-const messages = Object.fromEntries(opts.sizes.map((kb) => [kb, makeMessage(kb)]));
-const ctx = { certs, tlsFile, messages };
+const needsLoad = opts.rows.some((r) => !r.startsWith('source'));
+const ctx = { certs, tlsFile, load: needsLoad ? await startLoadClient() : undefined };
 
 const results = [];
 try {
@@ -342,6 +360,7 @@ try {
     }
   }
 } finally {
+  await ctx.load?.stop().catch(() => undefined);
   killAll();
 }
 
@@ -353,15 +372,16 @@ const cell = (r, f) => (r === undefined ? '—' : r.na ? 'n/a' : f(r));
 const ratio = (v) => (v === undefined ? 'n/a' : `${v.toFixed(2)}×`);
 const names = opts.servers;
 const lines = [
-  `| row | ${names.map((k) => `msg/s ${k}`).join(' | ')} | ours/smtp-server | ours/smtp-sink | server CPU µs/msg ${names.join(' / ')} | peak RSS MB ${names.join(' / ')} |`,
-  `| --- | ${names.map(() => '---:').join(' | ')} | ---: | ---: | ---: | ---: |`,
+  `| row | ${names.map((k) => `msg/s ${k}`).join(' | ')} | ours/smtp-server | ours/smtp-sink | server CPU µs/msg ${names.join(' / ')} | peak RSS MB ${names.join(' / ')} | load client CPU µs/msg |`,
+  `| --- | ${names.map(() => '---:').join(' | ')} | ---: | ---: | ---: | ---: | ---: |`,
 ];
 for (const e of results) {
   const s = e.servers;
   lines.push(
     `| ${e.label} | ${names.map((k) => cell(s[k], (r) => fmt(r.msgsPerSec))).join(' | ')} | ${ratio(e.ratios.oursOverSmtpServer)} | ${ratio(e.ratios.oursOverSmtpSink)} | ` +
       `${names.map((k) => cell(s[k], (r) => fmt(r.serverCpuUsPerMsg))).join(' / ')} | ` +
-      `${names.map((k) => cell(s[k], (r) => fmt(r.peakRssBytes / 2 ** 20, 1))).join(' / ')} |`,
+      `${names.map((k) => cell(s[k], (r) => fmt(r.peakRssBytes / 2 ** 20, 1))).join(' / ')} | ` +
+      `${e.row.startsWith('source') ? 'n/a (C)' : names.map((k) => cell(s[k], (r) => fmt(r.clientCpuUsPerMsg))).join(' / ')} |`,
   );
 }
 const table = lines.join('\n');
@@ -374,8 +394,9 @@ const meta = {
   cpus: os.cpus().length,
   cpuModel: os.cpus()[0]?.model,
   note: 'shared machine: 2 cores, other engineers\' work running; load generator and server compete for them',
+  depth: opts.depth,
   reps: opts.reps,
-  statistic: 'median of reps by msg/s',
+  statistic: 'median of reps, for msg/s and each CPU figure separately',
   secondsPerRun: opts.seconds,
 };
 writeFileSync(opts.out, JSON.stringify({ meta, results }, null, 2) + '\n');

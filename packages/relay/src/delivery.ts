@@ -234,7 +234,10 @@ export class SmtpDeliverer implements Deliverer {
     if (SmtpClientError.isInstance(error) && error.replyCode !== undefined) {
       // A greeting or EHLO refusal: a session happened.
       const r = reply(error.replyCode, error.enhancedCode ?? (error.replyCode >= 500 ? '5.0.0' : '4.0.0'), `host ${where} said: ${error.serverReply?.lines.join(' ') ?? error.message}`);
-      return { reply: r, remoteMta, permanent: error.replyCode >= 500 && error.code !== 'ERR_SMTP_CLIENT_STARTTLS_UNAVAILABLE', session: true };
+      // Only a refusal of the session itself (greeting, EHLO) can be permanent. AUTH failures defer, as
+      // Postfix's smtp_sasl_auth_soft_bounce does: wrong credentials are our configuration, not the message's fault.
+      const permanent = error.replyCode >= 500 && (error.code === 'ERR_SMTP_CLIENT_GREETING' || error.code === 'ERR_SMTP_CLIENT_HELO');
+      return { reply: r, remoteMta, permanent, session: true };
     }
     if (SmtpClientError.isInstance(error) && error.code === 'ERR_SMTP_CLIENT_STARTTLS_UNAVAILABLE') {
       return { reply: reply(451, '4.7.4', `TLS is required but ${where} does not offer STARTTLS`), remoteMta, permanent: false, session: true };

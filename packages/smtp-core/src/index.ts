@@ -29,6 +29,7 @@ export type {
   SmtpEnvelope,
   SmtpExtensions,
   SmtpHookReply,
+  SmtpVerifyResult,
   SmtpRecipient,
   SmtpServerHooks,
   SmtpServerSessionOptions,

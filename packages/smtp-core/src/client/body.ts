@@ -1,3 +1,5 @@
+import { isAscii } from 'node:buffer';
+
 /**
  * Message bodies for the client: whatever the caller gives (bytes, a string,
  * a Node stream or any async iterable of chunks) read as a stream of bytes,
@@ -17,10 +19,8 @@ export function knownBodySize(body: MessageBody): number | undefined {
 /** True when an in-memory body has a byte over 127 (RFC 6152: needs BODY=8BITMIME); `undefined` for streams. */
 export function bodyHas8Bit(body: MessageBody): boolean | undefined {
   if (typeof body === 'string') return /[\u0080-\uffff]/.test(body);
-  if (body instanceof Uint8Array) {
-    for (const byte of body) if (byte > 0x7f) return true;
-    return false;
-  }
+  // One native pass (a JavaScript loop cost ~0.3 ms per 100 KB, per message).
+  if (body instanceof Uint8Array) return !isAscii(body);
   return undefined;
 }
 
@@ -67,26 +67,28 @@ export class CrlfNormalizer {
       run = i = 1;
     }
     this.#skipLf = false;
-    for (; i < buf.length; i++) {
-      const b = buf[i];
-      if (b === CR) {
-        if (i + 1 < buf.length) {
-          if (buf[i + 1] === LF) {
-            i++;
-            continue;
-          }
-          (pieces ??= []).push(buf.subarray(run, i + 1), CRLF.subarray(1));
-          run = i + 1;
+    // Native searches for the next CR and LF, each repeated only once passed:
+    // a CRLF-only chunk costs two scans, not a JavaScript loop per byte.
+    let nextCr = buf.indexOf(CR, i);
+    let nextLf = buf.indexOf(LF, i);
+    while (nextCr !== -1 || nextLf !== -1) {
+      if (nextCr !== -1 && (nextLf === -1 || nextCr < nextLf)) {
+        const at = nextCr;
+        if (at + 1 < buf.length && buf[at + 1] === LF) {
+          i = at + 2; // CRLF: kept as it is
         } else {
-          // CR at the end of the chunk: send CRLF now; an LF starting the next chunk is its LF.
-          (pieces ??= []).push(buf.subarray(run, i + 1), CRLF.subarray(1));
-          run = i + 1;
-          this.#skipLf = true;
+          // Bare CR: add its LF. At the end of the chunk, an LF starting the next chunk is that LF.
+          (pieces ??= []).push(buf.subarray(run, at + 1), CRLF.subarray(1));
+          run = i = at + 1;
+          if (at + 1 === buf.length) this.#skipLf = true;
         }
-      } else if (b === LF) {
-        (pieces ??= []).push(buf.subarray(run, i), CRLF);
-        run = i + 1;
+      } else {
+        // Bare LF (a CRLF was passed whole above): add its CR.
+        (pieces ??= []).push(buf.subarray(run, nextLf), CRLF);
+        run = i = nextLf + 1;
       }
+      if (nextCr !== -1 && nextCr < i) nextCr = buf.indexOf(CR, i);
+      if (nextLf !== -1 && nextLf < i) nextLf = buf.indexOf(LF, i);
     }
     const last = buf[buf.length - 1];
     this.#atLineStart = last === LF || last === CR;

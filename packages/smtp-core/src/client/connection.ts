@@ -71,6 +71,21 @@ export interface SmtpClientConnectionOptions {
   readonly chunking?: boolean;
   /** Group commands when the server offers PIPELINING (RFC 2920). Default true. */
   readonly pipelining?: boolean;
+  /**
+   * Messages in flight on this connection when several `send()` calls are
+   * pending and the server offers PIPELINING (RFC 2920). Default 1: one
+   * message at a time, each `send()` waits for the previous final reply.
+   *
+   * Above 1, with DATA, the next message's MAIL, RCPT and DATA go out in the
+   * same write as the previous message's end of data, before its final reply
+   * (RFC 2920 §3.1: DATA may end a group, and the message content may start
+   * one): one round trip per message instead of two. With CHUNKING and an
+   * in-memory body (bytes or a string), whole messages — RSET, MAIL, RCPT,
+   * `BDAT n LAST` and the data (RFC 3030 §4.2) — are written without waiting
+   * for any reply, up to `pipelineDepth` messages ahead of the replies read.
+   * Results, errors and their order are the same as one at a time.
+   */
+  readonly pipelineDepth?: number;
   /** Accept bare LF as a reply line ending (sloppy servers). Default false. */
   readonly allowBareLf?: boolean;
   readonly limits?: Partial<SmtpClientLimits>;
@@ -139,6 +154,9 @@ export interface SendResult {
   readonly smtputf8: boolean;
 }
 
+/** Most bytes held back to leave in one write with the next messages (pipelineDepth > 1): larger bodies are written at once. */
+const HELD_BODY_BYTES = 64 * 1024;
+
 /** Mechanisms in the order of preference when the caller names none (strongest first). */
 const PASSWORD_MECHANISMS: readonly SaslMechanismName[] = [
   'SCRAM-SHA-256-PLUS',
@@ -203,6 +221,22 @@ export class SmtpClientConnection implements AsyncDisposable {
   #transactions = 0;
   #authenticated: SaslMechanismName | undefined;
   #discardedAfterStartTls = 0;
+  readonly #pipelineDepth: number;
+  /**
+   * Bytes held back to leave with the next write: the end of a pipelined
+   * message body, so that the next message's commands join it (RFC 2920 §3.1).
+   */
+  #outbox: Uint8Array[] = [];
+  #outboxBytes = 0;
+  /** Reply reads in the order their commands were sent: each waits for the one before. */
+  #reads: Promise<unknown> = Promise.resolve();
+  /** Operations queued on `#exclusive` and not finished. */
+  #queued = 0;
+  /** Pipelined messages whose replies are not all read yet. */
+  #inFlight = 0;
+  #slotWaiters: (() => void)[] = [];
+  /** A transaction ended without a reply to its data (refused envelope): RSET before the next MAIL. */
+  #needsReset = false;
 
   protected constructor(transport: ClientTransport, options: SmtpClientConnectionOptions) {
     this.#transport = transport;
@@ -211,6 +245,9 @@ export class SmtpClientConnection implements AsyncDisposable {
     this.#clock = options.clock;
     this.#logger = options.logger ?? silentLogger;
     this.#name = options.name ?? 'localhost';
+    const depth = options.pipelineDepth ?? 1;
+    if (!Number.isInteger(depth) || depth < 1) throw new RangeError(`pipelineDepth must be an integer >= 1, got ${String(depth)}`);
+    this.#pipelineDepth = depth;
     this.#session = new SmtpClientSession({
       lmtp: options.lmtp === true,
       maxReplyLineLength: this.#limits.maxReplyLineLength,
@@ -405,10 +442,12 @@ export class SmtpClientConnection implements AsyncDisposable {
    * offers PIPELINING; the body streams through DATA (dot-stuffed, bare CR/LF
    * made CRLF) or BDAT. Resolves with per-recipient results when at least
    * one recipient got the message; rejects with an `SmtpClientError`
-   * otherwise. Calls queue up: the connection carries one message at a time.
+   * otherwise. Calls queue up: with `pipelineDepth` 1 (the default) the
+   * connection carries one message at a time; above 1, pending calls are
+   * pipelined across messages (see `pipelineDepth`).
    */
   send(envelope: SendEnvelope, body: MessageBody): Promise<SendResult> {
-    return this.#exclusive(() => this.#send(envelope, body));
+    return this.#exclusive(() => this.#send(envelope, body), false).then((finish) => finish());
   }
 
   /** NOOP (RFC 5321 §4.1.1.9): keeps the session alive, checks it still works. */
@@ -444,7 +483,7 @@ export class SmtpClientConnection implements AsyncDisposable {
     this.close();
   }
 
-  async #send(envelope: SendEnvelope, body: MessageBody): Promise<SendResult> {
+  async #send(envelope: SendEnvelope, body: MessageBody): Promise<() => Promise<SendResult>> {
     const caps = this.#session.capabilities;
     if (caps === undefined) throw new SmtpClientError('ERR_SMTP_CLIENT_STATE', 'send before the session was opened', { side: 'local' });
     const recipients = envelope.to.map((r) => (typeof r === 'string' ? { address: r } : r));
@@ -487,9 +526,19 @@ export class SmtpClientConnection implements AsyncDisposable {
     // Build every envelope command first: an invalid address fails before anything is sent.
     const pipelining = this.#options.pipelining !== false && (caps.pipelining || this.#session.lmtp);
     const useBdat = this.#options.chunking !== false && caps.chunking;
+    // Across messages (pipelineDepth > 1): whole BDAT messages with in-memory bodies, or DATA envelopes behind the previous body.
+    const inMemory = typeof body === 'string' || body instanceof Uint8Array;
+    const across = this.#pipelineDepth > 1 && pipelining && (!useBdat || (inMemory && !this.#session.lmtp));
     const commands: ClientCommand[] = [];
-    // RSET between messages: resets whatever a previous failed transaction left, and checks the connection is alive.
-    if (this.#transactions > 0) commands.push({ name: 'RSET' });
+    if (across) {
+      // RFC 5321 §4.1.1.4: the reply to the data ends the transaction, whatever it says; only a refused
+      // envelope leaves one open. Blind BDAT messages may follow a refused one (RFC 3030 §2 leaves the state
+      // after a refused BDAT LAST open), so each one after the first starts with RSET.
+      if (useBdat ? this.#transactions > 0 : this.#needsReset) commands.push({ name: 'RSET' });
+    } else if (this.#transactions > 0) {
+      // RSET between messages: resets whatever a previous failed transaction left, and checks the connection is alive.
+      commands.push({ name: 'RSET' });
+    }
     commands.push({ name: 'MAIL', from: envelope.from, params: mailParams });
     for (const r of recipients) {
       const params = rcptParams(r);
@@ -498,7 +547,9 @@ export class SmtpClientConnection implements AsyncDisposable {
     // RFC 2920 §3.1: DATA may end a pipelined group. BDAT waits for the RCPT replies.
     if (!useBdat) commands.push({ name: 'DATA' });
     for (const c of commands) encodeCommand(c, encodeOptions); // validate all before the session commits to any
+    if (!across && this.#unsettled()) await this.#settle();
     this.#transactions++;
+    this.#needsReset = false;
 
     const timeoutFor = (to: ClientReplyTo): number =>
       to === 'MAIL' ? this.#limits.mailTimeoutMs : to === 'RCPT' ? this.#limits.rcptTimeoutMs : to === 'DATA' ? this.#limits.dataInitiationTimeoutMs : this.#limits.commandTimeoutMs;
@@ -516,7 +567,22 @@ export class SmtpClientConnection implements AsyncDisposable {
       if (command.name === 'DATA') dataReply = reply;
     };
 
-    if (pipelining) {
+    if (across && useBdat) {
+      return this.#sendBdatAcross(commands, encodeOptions, body as string | Uint8Array, onReply, results, () => failure, useDsn, needsUtf8);
+    }
+    if (across) {
+      // RFC 2920 §3.1: this envelope joins the previous message's end of data (held in the outbox) in one write.
+      await this.#slot();
+      try {
+        await this.#write(Buffer.concat(commands.map((c) => this.#session.send(c, encodeOptions))));
+        await this.#ordered(async () => {
+          for (const command of commands) onReply(command, await this.#reply(command.name, timeoutFor(command.name)));
+        });
+      } catch (err) {
+        this.#release();
+        throw err;
+      }
+    } else if (pipelining) {
       await this.#write(Buffer.concat(commands.map((c) => this.#session.send(c, encodeOptions))));
       for (const command of commands) onReply(command, await this.#reply(command.name, timeoutFor(command.name)));
     } else {
@@ -532,12 +598,14 @@ export class SmtpClientConnection implements AsyncDisposable {
     const acceptedCount = results.filter((r) => isOk(r.reply)).length;
 
     if (failure !== undefined || acceptedCount === 0) {
+      if (across) this.#release();
       // RFC 2920 §3.1: if DATA got 354 anyway, the only safe thing to send is an empty message's "." — never the body.
       if (dataReply?.code === 354) {
         await this.#write(this.#session.bodyEnd());
         await this.#reply('data-end', this.#limits.dataTerminationTimeoutMs);
       } else {
         this.#session.bdatDone();
+        this.#needsReset = true;
       }
       throw failure ?? new SmtpClientError('ERR_SMTP_CLIENT_RECIPIENTS_REJECTED', 'every recipient was refused', {
         side: 'remote',
@@ -551,12 +619,129 @@ export class SmtpClientConnection implements AsyncDisposable {
       finals = await this.#sendBdat(body, acceptedCount, recipientResults);
     } else {
       if (dataReply === undefined || dataReply.code !== 354) {
+        if (across) this.#release();
         this.#session.bdatDone();
+        this.#needsReset = true;
         throw replyError('ERR_SMTP_CLIENT_DATA_REJECTED', 'DATA refused', dataReply ?? { code: 554, enhanced: undefined, lines: ['no reply'] }, recipientResults());
+      }
+      if (across) {
+        // The end of data waits in the outbox for the next message's envelope; its reply is read in order.
+        // A small in-memory body waits there too: then each message costs the client one write.
+        try {
+          const size = knownBodySize(body);
+          if (size !== undefined && size <= HELD_BODY_BYTES) {
+            this.#outbox.push(this.#session.bodyChunk(typeof body === 'string' ? Buffer.from(body, 'utf8') : (body as Uint8Array)));
+          } else {
+            await this.#streamBody(body);
+          }
+        } catch (err) {
+          this.#release();
+          throw err;
+        }
+        this.#outbox.push(this.#session.bodyEnd());
+        const count = this.#session.lmtp ? acceptedCount : 1;
+        const finalsRead = this.#ordered(async () => {
+          try {
+            const out: SmtpReply[] = [];
+            for (let i = 0; i < count; i++) out.push(await this.#reply('data-end', this.#limits.dataTerminationTimeoutMs));
+            return out;
+          } finally {
+            this.#release();
+          }
+        });
+        // Observed by the caller only once the send's head has returned: never an unhandled rejection meanwhile.
+        finalsRead.catch(() => undefined);
+        return () => finalsRead.then((f) => this.#result(results, f, false, true, useDsn, needsUtf8));
       }
       finals = await this.#sendData(body, acceptedCount);
     }
-    return this.#result(results, finals, useBdat, pipelining, useDsn, needsUtf8);
+    const result = this.#result(results, finals, useBdat, pipelining, useDsn, needsUtf8);
+    return () => Promise.resolve(result);
+  }
+
+  /**
+   * A whole message with an in-memory body as one write — [RSET] MAIL RCPT…
+   * BDAT n [LAST] data… (RFC 3030 §4.2: BDAT may be pipelined, and the server
+   * reads and drops the data of a refused BDAT) — with its replies read later,
+   * in order, while the next messages are written.
+   */
+  async #sendBdatAcross(
+    commands: readonly ClientCommand[],
+    encodeOptions: { smtputf8: boolean },
+    body: string | Uint8Array,
+    onReply: (command: ClientCommand, reply: SmtpReply) => void,
+    results: readonly { address: string; reply: SmtpReply }[],
+    failure: () => SmtpClientError | undefined,
+    useDsn: boolean,
+    needsUtf8: boolean,
+  ): Promise<() => Promise<SendResult>> {
+    const normalizer = new CrlfNormalizer();
+    const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+    const head = normalizer.push(bytes);
+    const tail = normalizer.end();
+    const data = tail.length === 0 ? head : Buffer.concat([head, tail]);
+    const max = Math.max(1, this.#limits.maxBdatChunkBytes);
+    await this.#slot();
+    let chunks = 0;
+    try {
+      // Every command is encoded (and its reply owed) before the first await: replies to earlier
+      // messages, read meanwhile, then cannot meet this one half-sent.
+      const envelope: Uint8Array[] = commands.map((c) => this.#session.send(c, encodeOptions));
+      const parts: Uint8Array[] = [];
+      for (let at = 0; ; at += max) {
+        const piece = data.subarray(at, Math.min(data.length, at + max));
+        const last = at + max >= data.length;
+        parts.push(this.#session.send({ name: 'BDAT', size: piece.length, last }, encodeOptions), piece);
+        chunks++;
+        if (last) break;
+      }
+      this.#session.bdatDone();
+      if (data.length >= HELD_BODY_BYTES) {
+        // A large body is written as it is, never copied into a batch.
+        await this.#write(Buffer.concat([...envelope, parts[0] ?? new Uint8Array(0)]), this.#limits.dataBlockTimeoutMs);
+        for (let i = 1; i < parts.length; i++) await this.#write(parts[i] ?? new Uint8Array(0), this.#limits.dataBlockTimeoutMs);
+      } else {
+        // Into the outbox: the messages queued behind this one join it, and leave in one write
+        // (when the queue runs dry, before waiting for room, or past HELD_BODY_BYTES).
+        this.#outbox.push(...envelope, ...parts);
+        this.#outboxBytes += data.length;
+        if (this.#outboxBytes >= HELD_BODY_BYTES) await this.#flushOutbox();
+      }
+    } catch (err) {
+      this.#release();
+      throw err;
+    }
+    const read = this.#ordered(async () => {
+      try {
+        const timeout = (name: ClientReplyTo): number => (name === 'MAIL' ? this.#limits.mailTimeoutMs : name === 'RCPT' ? this.#limits.rcptTimeoutMs : this.#limits.commandTimeoutMs);
+        for (const command of commands) onReply(command, await this.#reply(command.name, timeout(command.name)));
+        const replies: SmtpReply[] = [];
+        for (let i = 0; i < chunks; i++) {
+          replies.push(await this.#reply('BDAT', i === chunks - 1 ? this.#limits.dataTerminationTimeoutMs : this.#limits.dataBlockTimeoutMs));
+        }
+        return replies;
+      } finally {
+        this.#release();
+      }
+    });
+    read.catch(() => undefined); // observed when the caller runs the returned function
+    return async () => {
+      const replies = await read;
+      const recipientResults = (): RecipientResult[] => results.map((r) => ({ address: r.address, accepted: isOk(r.reply), rcptReply: r.reply }));
+      const refused = failure();
+      if (refused !== undefined) throw refused;
+      if (!results.some((r) => isOk(r.reply))) {
+        throw new SmtpClientError('ERR_SMTP_CLIENT_RECIPIENTS_REJECTED', 'every recipient was refused', {
+          side: 'remote',
+          recipients: recipientResults(),
+          ...(results[0] === undefined ? {} : { serverReply: results[0].reply }),
+        });
+      }
+      // RFC 3030 §2: after a refused chunk the server drops the message; report the first refusal.
+      const bad = replies.slice(0, -1).find((r) => !isOk(r));
+      if (bad !== undefined) throw replyError('ERR_SMTP_CLIENT_DATA_REJECTED', 'BDAT refused', bad, recipientResults());
+      return this.#result(results, replies.slice(-1), true, true, useDsn, needsUtf8);
+    };
   }
 
   #result(
@@ -597,8 +782,8 @@ export class SmtpClientConnection implements AsyncDisposable {
     };
   }
 
-  /** Stream the body after 354; then read the final reply (one per accepted recipient in LMTP). */
-  async #sendData(body: MessageBody, accepted: number): Promise<SmtpReply[]> {
+  /** Stream the body after 354 (dot-stuffed), without the end of data. */
+  async #streamBody(body: MessageBody): Promise<void> {
     try {
       for await (const chunk of bodyChunks(body)) {
         const out = this.#session.bodyChunk(chunk);
@@ -608,6 +793,11 @@ export class SmtpClientConnection implements AsyncDisposable {
       // Mid-body the only way out that cannot deliver a truncated message is to drop the connection.
       throw this.#abandon(err);
     }
+  }
+
+  /** Stream the body after 354; then read the final reply (one per accepted recipient in LMTP). */
+  async #sendData(body: MessageBody, accepted: number): Promise<SmtpReply[]> {
+    await this.#streamBody(body);
     await this.#write(this.#session.bodyEnd(), this.#limits.dataBlockTimeoutMs);
     const finals: SmtpReply[] = [];
     const count = this.#session.lmtp ? accepted : 1;
@@ -665,22 +855,25 @@ export class SmtpClientConnection implements AsyncDisposable {
 
   // --- plumbing ---
 
-  /** Run `fn` after every earlier operation; a failed connection refuses new work. */
-  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+  /**
+   * Run `fn` after every earlier operation; a failed connection refuses new
+   * work. With `settle` (all but `send`, which decides for itself) it first
+   * waits until every reply owed to pipelined messages has been read.
+   */
+  #exclusive<T>(fn: () => Promise<T>, settle = true): Promise<T> {
+    this.#queued++;
     const run = async (): Promise<T> => {
-      if (SmtpClientError.isInstance(this.#failure) && this.#failure.code === 'ERR_SMTP_CLIENT_ABORTED') {
-        throw new SmtpClientError('ERR_SMTP_CLIENT_ABORTED', 'the connection was aborted', { side: 'none', cause: this.#options.signal?.reason });
-      }
-      if (this.#failure !== undefined) {
-        throw new SmtpClientError('ERR_SMTP_CLIENT_STATE', `the connection failed earlier: ${this.#failure.message}`, { side: 'local', cause: this.#failure });
-      }
-      if (this.#closed) throw new SmtpClientError('ERR_SMTP_CLIENT_STATE', 'the connection is closed', { side: 'local' });
       try {
+        this.#checkUsable();
+        if (settle && this.#unsettled()) await this.#settle();
         return await fn();
       } catch (err) {
         // Errors that leave the protocol out of step end the connection; a refused command or a refused argument does not.
         if (!keepsConnection(err)) this.#fail(err instanceof Error ? err : new Error(String(err)));
         throw err;
+      } finally {
+        // Nothing queued behind: bytes held back for the next write go now.
+        if (--this.#queued === 0 && this.#outbox.length > 0) await this.#flushOutbox();
       }
     };
     const result = this.#queue.then(run, run);
@@ -688,9 +881,69 @@ export class SmtpClientConnection implements AsyncDisposable {
     return result;
   }
 
+  #checkUsable(): void {
+    if (SmtpClientError.isInstance(this.#failure) && this.#failure.code === 'ERR_SMTP_CLIENT_ABORTED') {
+      throw new SmtpClientError('ERR_SMTP_CLIENT_ABORTED', 'the connection was aborted', { side: 'none', cause: this.#options.signal?.reason });
+    }
+    if (this.#failure !== undefined) {
+      throw new SmtpClientError('ERR_SMTP_CLIENT_STATE', `the connection failed earlier: ${this.#failure.message}`, { side: 'local', cause: this.#failure });
+    }
+    if (this.#closed) throw new SmtpClientError('ERR_SMTP_CLIENT_STATE', 'the connection is closed', { side: 'local' });
+  }
+
+  /** Bytes held back, or pipelined replies still to read. */
+  #unsettled(): boolean {
+    return this.#outbox.length > 0 || this.#inFlight > 0;
+  }
+
+  /** Send what the outbox holds, then wait for every pipelined reply to be read. */
+  async #settle(): Promise<void> {
+    await this.#flushOutbox();
+    await this.#reads;
+    this.#checkUsable();
+  }
+
+  async #flushOutbox(): Promise<void> {
+    if (this.#outbox.length === 0 || this.#failure !== undefined || this.#closed) return;
+    try {
+      await this.#write(new Uint8Array(0));
+    } catch (err) {
+      this.#fail(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  /** Run reply reads after every earlier one (pipelined replies come in the order of their commands). */
+  #ordered<T>(fn: () => Promise<T>): Promise<T> {
+    const result = this.#reads.then(fn);
+    this.#reads = result.catch(() => undefined);
+    return result.catch((err: unknown) => {
+      if (!keepsConnection(err)) this.#fail(err instanceof Error ? err : new Error(String(err)));
+      throw err;
+    });
+  }
+
+  /** Wait for room for one more pipelined message (`pipelineDepth`). */
+  async #slot(): Promise<void> {
+    while (this.#inFlight >= this.#pipelineDepth) {
+      // The replies that free a slot may need the bytes held back for the next write.
+      await this.#flushOutbox();
+      await new Promise<void>((resolve) => this.#slotWaiters.push(resolve));
+      this.#checkUsable();
+    }
+    this.#inFlight++;
+  }
+
+  #release(): void {
+    this.#inFlight--;
+    this.#slotWaiters.shift()?.();
+  }
+
   #fail(err: Error): void {
     this.#failure ??= err;
+    this.#outbox = [];
+    this.#outboxBytes = 0;
     this.#transport.destroy();
+    for (const wake of this.#slotWaiters.splice(0)) wake();
   }
 
   #abandon(err: unknown): Error {
@@ -708,8 +961,16 @@ export class SmtpClientConnection implements AsyncDisposable {
     }
   }
 
+  /** Write `bytes`, behind whatever the outbox holds, in one write. */
   async #write(bytes: Uint8Array, timeoutMs = this.#limits.commandTimeoutMs): Promise<void> {
-    await this.#guard(this.#transport.write(bytes), timeoutMs, 'write');
+    let out = bytes;
+    if (this.#outbox.length > 0) {
+      out = Buffer.concat([...this.#outbox, bytes]);
+      this.#outbox = [];
+      this.#outboxBytes = 0;
+    }
+    if (out.length === 0) return;
+    await this.#guard(this.#transport.write(out), timeoutMs, 'write');
   }
 
   /** The next reply, which must answer `to`. Protocol errors, timeouts and a closed connection reject. */

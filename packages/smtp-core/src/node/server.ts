@@ -4,12 +4,14 @@
  * implicit TLS, graceful close) and plugs one `SmtpServerSession` per
  * connection into its socket.
  */
+import { createHash } from 'node:crypto';
 import { BlockList, isIPv6 } from 'node:net';
 import type * as net from 'node:net';
 import type * as tls from 'node:tls';
 import { createListener, systemClock, upgradeServerSocket } from '@pigeonpost/wire/node';
 import type { Connection, Listener, ProxyProtocolOptions } from '@pigeonpost/wire/node';
 import { silentLogger } from '@pigeonpost/wire';
+import type { ChannelBinding } from '@pigeonpost/wire';
 import { SmtpError } from '../errors.js';
 import { resolveSmtpLimits } from '../limits.js';
 import type { SmtpListenerLimits } from '../limits.js';
@@ -130,6 +132,7 @@ export function createSmtpServer(options: SmtpServerOptions): SmtpServer {
           connection.setIdleTimeout(limits.idleTimeoutMs);
           current.resume();
         },
+        channelBindings: () => serverChannelBindings(current),
       },
       {
         id: connection.id,
@@ -174,6 +177,81 @@ export function createSmtpServer(options: SmtpServerOptions): SmtpServer {
     close: (closeOptions) => listener.close(closeOptions),
     [Symbol.asyncDispose]: () => listener.close(),
   };
+}
+
+/** OIDs of certificate signature algorithms → the hash RFC 5929 §4.1 uses for tls-server-end-point (MD5 and SHA-1 → SHA-256). */
+const SIGNATURE_HASHES: ReadonlyMap<string, string> = new Map([
+  ['1.2.840.113549.1.1.4', 'sha256'], // md5WithRSAEncryption
+  ['1.2.840.113549.1.1.5', 'sha256'], // sha1WithRSAEncryption
+  ['1.2.840.113549.1.1.11', 'sha256'],
+  ['1.2.840.113549.1.1.12', 'sha384'],
+  ['1.2.840.113549.1.1.13', 'sha512'],
+  ['1.2.840.10045.4.1', 'sha256'], // ecdsa-with-SHA1
+  ['1.2.840.10045.4.3.2', 'sha256'],
+  ['1.2.840.10045.4.3.3', 'sha384'],
+  ['1.2.840.10045.4.3.4', 'sha512'],
+]);
+
+/**
+ * The channel bindings of a server-side TLS socket: `tls-exporter` (RFC 9266,
+ * TLS 1.3 only) and `tls-server-end-point` (RFC 5929 §4: a hash of our
+ * certificate, by its signature's hash). Empty on a plain socket.
+ */
+export function serverChannelBindings(socket: net.Socket | tls.TLSSocket): ChannelBinding[] {
+  const s = socket as Partial<tls.TLSSocket>;
+  if (typeof s.getProtocol !== 'function' || typeof s.getCertificate !== 'function') return [];
+  const out: ChannelBinding[] = [];
+  if (s.getProtocol() === 'TLSv1.3' && typeof s.exportKeyingMaterial === 'function') {
+    out.push({ type: 'tls-exporter', data: new Uint8Array(s.exportKeyingMaterial(32, 'EXPORTER-Channel-Binding', Buffer.alloc(0))) });
+  }
+  const cert = s.getCertificate();
+  const raw = cert !== null && 'raw' in cert ? (cert as { raw?: Buffer }).raw : undefined;
+  const hash = raw === undefined ? undefined : SIGNATURE_HASHES.get(signatureAlgorithmOid(raw) ?? '');
+  // Other signature algorithms (RSASSA-PSS, EdDSA) have no tls-server-end-point hash defined: not offered.
+  if (raw !== undefined && hash !== undefined) out.push({ type: 'tls-server-end-point', data: new Uint8Array(createHash(hash).update(raw).digest()) });
+  return out;
+}
+
+/** The signatureAlgorithm OID of a DER certificate (RFC 5280 §4.1.1.2), read without a full ASN.1 parser. */
+function signatureAlgorithmOid(der: Buffer): string | undefined {
+  let at = 0;
+  /** Reads a tag and length at `at`; returns the content's start and end. */
+  const header = (expected: number): { start: number; end: number } | undefined => {
+    if (der[at] !== expected) return undefined;
+    let len = der[at + 1] ?? 0;
+    let start = at + 2;
+    if (len & 0x80) {
+      const n = len & 0x7f;
+      if (n < 1 || n > 4) return undefined;
+      len = 0;
+      for (let i = 0; i < n; i++) len = len * 256 + (der[start + i] ?? 0);
+      start += n;
+    }
+    return start + len <= der.length ? { start, end: start + len } : undefined;
+  };
+  const cert = header(0x30);
+  if (cert === undefined) return undefined;
+  at = cert.start;
+  const tbs = header(0x30);
+  if (tbs === undefined) return undefined;
+  at = tbs.end;
+  const algorithm = header(0x30);
+  if (algorithm === undefined) return undefined;
+  at = algorithm.start;
+  const oid = header(0x06);
+  if (oid === undefined) return undefined;
+  const bytes = der.subarray(oid.start, oid.end);
+  if (bytes.length === 0) return undefined;
+  const parts = [Math.floor((bytes[0] ?? 0) / 40), (bytes[0] ?? 0) % 40];
+  let value = 0;
+  for (const b of bytes.subarray(1)) {
+    value = value * 128 + (b & 0x7f);
+    if ((b & 0x80) === 0) {
+      parts.push(value);
+      value = 0;
+    }
+  }
+  return parts.join('.');
 }
 
 function toBlockList(networks: readonly string[]): BlockList {

@@ -12,7 +12,7 @@
  * group leave in one write (RFC 2920 §3.1).
  */
 import { DataDecoder, LineFramer, silentLogger } from '@pigeonpost/wire';
-import type { Clock, Logger, SaslIdentity, SaslServer, SaslServerSession, SaslServerStep, TimerHandle } from '@pigeonpost/wire';
+import type { Clock, DataDecoderEvent, Logger, SaslConnectionInfo, SaslIdentity, SaslServer, SaslServerSession, SaslServerStep, TimerHandle } from '@pigeonpost/wire';
 import { createSaslServer } from '@pigeonpost/wire';
 import { decodeXtext } from '../codec/xtext.js';
 import { parseCommand, splitCommand } from '../codec/command.js';
@@ -59,6 +59,7 @@ interface Transfer {
 
 const HTTP_REQUEST = /^(?:GET|POST|HEAD|PUT|DELETE|OPTIONS|CONNECT|PATCH|TRACE) \S+ HTTP\/\d|^(?:Host|User-Agent|Accept|Content-Length): /i;
 const fatalUtf8 = new TextDecoder('utf-8', { fatal: true });
+const REPLY_CONTROL = /[\r\n\0]/;
 
 let sessionCounter = 0;
 
@@ -74,6 +75,38 @@ const extensionDefaults: Required<SmtpExtensions> = {
   requireTls: false,
   limits: false,
 };
+
+interface ResolvedOptions {
+  readonly limits: SmtpServerLimits;
+  readonly ext: Required<SmtpExtensions>;
+  readonly hostname: string;
+  readonly requireAuth: boolean;
+  /** One SASL server for every session of these options: it only creates exchanges. */
+  readonly sasl: SaslServer | undefined;
+}
+
+const resolvedOptions = new WeakMap<SmtpServerSessionOptions, ResolvedOptions>();
+
+function resolveOptions(options: SmtpServerSessionOptions): ResolvedOptions {
+  const limits = resolveSmtpLimits(
+    ['maxCommandLineLength', 'maxAuthLineLength', 'maxRecipients', 'maxMessageBytes', 'maxUnrecognizedCommands', 'maxInvalidCommands', 'maxCommandsBeforeAuth', 'maxAuthFailures', 'authFailureDelayMs', 'dataTimeoutMs'],
+    options,
+  );
+  const ext: Required<SmtpExtensions> = { ...extensionDefaults, ...stripUndefined(options.extensions ?? {}) };
+  if (ext.binaryMime && !ext.chunking) throw new SmtpError('ERR_SMTP_CONFIG', 'BINARYMIME needs CHUNKING (RFC 3030 §3)', { side: 'local' });
+  const hostname = options.hostname ?? 'localhost';
+  if (/[\s\0]/.test(hostname) || hostname === '') throw new SmtpError('ERR_SMTP_CONFIG', 'hostname must be one non-empty token', { side: 'local' });
+  const requireAuth = options.requireAuth ?? options.submission === true;
+  if (requireAuth && options.auth === undefined) throw new SmtpError('ERR_SMTP_CONFIG', 'requireAuth (or submission) needs auth options', { side: 'local' });
+  const auth = options.auth;
+  const sasl =
+    auth === undefined
+      ? undefined
+      : 'server' in auth
+        ? auth.server
+        : createSaslServer({ mechanisms: auth.mechanisms, backend: auth.backend, allowPlaintextWithoutTls: options.allowInsecureAuth === true, hostname, clock: options.clock });
+  return { limits, ext, hostname, requireAuth, sasl };
+}
 
 /** Create a session for one connection. Call `start()` to send the greeting. */
 export function createSmtpServerSession(options: SmtpServerSessionOptions, transport: SmtpServerTransport, connection: SmtpConnectionInfo): SmtpServerSession {
@@ -93,6 +126,9 @@ export class SmtpServerSession {
   private conn: SmtpConnectionInfo;
   /** The frozen `info` snapshot, rebuilt only after conn, secure, helo, protocol or user change. */
   private infoSnapshot: SmtpSessionInfo | undefined;
+  /** Parameter support and the common parse context, rebuilt when TLS changes them. */
+  private paramSupport: ParamSupport | undefined;
+  private plainContext: CommandParseContext | undefined;
   private readonly id: string;
   private secure: boolean;
   private helo: string | undefined;
@@ -104,9 +140,15 @@ export class SmtpServerSession {
   private phase: Phase = 'greeting';
   private framer: LineFramer;
   private decoder: DataDecoder | undefined;
+  /** A decoder event `stepDataNow` took but left to `stepData` (it may have to wait). */
+  private dataEventDue: DataDecoderEvent | undefined;
+  /** `stepDataNow` pushed a chunk past the body's high-water mark: wait for the consumer first. */
+  private drainDue = false;
   private bdatRaw: Uint8Array[] = [];
   private bdatRemaining = 0;
   private bdatLast = false;
+  /** A refused BDAT whose octets are being skipped: its reply, sent once they are. */
+  private bdatDiscardAnswer: (() => void) | undefined;
   private transfer: Transfer | undefined;
   private dataTimer: TimerHandle | undefined;
   private saslSession: SaslServerSession | undefined;
@@ -131,25 +173,16 @@ export class SmtpServerSession {
 
   constructor(options: SmtpServerSessionOptions, private readonly transport: SmtpServerTransport, connection: SmtpConnectionInfo) {
     this.options = options;
-    this.limits = resolveSmtpLimits(
-      ['maxCommandLineLength', 'maxAuthLineLength', 'maxRecipients', 'maxMessageBytes', 'maxUnrecognizedCommands', 'maxInvalidCommands', 'maxCommandsBeforeAuth', 'maxAuthFailures', 'authFailureDelayMs', 'dataTimeoutMs'],
-      options,
-    );
-    this.ext = { ...extensionDefaults, ...stripUndefined(options.extensions ?? {}) };
-    if (this.ext.binaryMime && !this.ext.chunking) throw new SmtpError('ERR_SMTP_CONFIG', 'BINARYMIME needs CHUNKING (RFC 3030 §3)', { side: 'local' });
+    // A server passes the same options object to every session: checked and resolved once.
+    const resolved = resolvedOptions.get(options) ?? resolveOptions(options);
+    resolvedOptions.set(options, resolved);
+    this.limits = resolved.limits;
+    this.ext = resolved.ext;
     this.clock = options.clock;
     this.logger = options.logger ?? silentLogger;
-    this.hostname = options.hostname ?? 'localhost';
-    if (/[\s\0]/.test(this.hostname) || this.hostname === '') throw new SmtpError('ERR_SMTP_CONFIG', 'hostname must be one non-empty token', { side: 'local' });
-    this.requireAuth = options.requireAuth ?? options.submission === true;
-    if (this.requireAuth && options.auth === undefined) throw new SmtpError('ERR_SMTP_CONFIG', 'requireAuth (or submission) needs auth options', { side: 'local' });
-    const auth = options.auth;
-    this.sasl =
-      auth === undefined
-        ? undefined
-        : 'server' in auth
-          ? auth.server
-          : createSaslServer({ mechanisms: auth.mechanisms, backend: auth.backend, allowPlaintextWithoutTls: options.allowInsecureAuth === true, hostname: this.hostname, clock: this.clock });
+    this.hostname = resolved.hostname;
+    this.requireAuth = resolved.requireAuth;
+    this.sasl = resolved.sasl;
     this.conn = connection;
     this.id = connection.id ?? `smtp${++sessionCounter}`;
     this.secure = connection.secure === true;
@@ -219,6 +252,8 @@ export class SmtpServerSession {
     if (this.phase !== 'tls') throw new SmtpError('ERR_SMTP_STATE', 'tlsEstablished() without a STARTTLS in progress', { side: 'local' });
     // RFC 3207 §4.2: forget everything learnt before TLS: EHLO, AUTH, transaction.
     this.secure = true;
+    this.paramSupport = undefined;
+    this.plainContext = undefined;
     this.helo = undefined;
     this.protocol = undefined;
     this.user = undefined;
@@ -277,7 +312,9 @@ export class SmtpServerSession {
     this.running = true;
     try {
       while (this.phase === 'command' || this.phase === 'auth' || this.phase === 'data' || this.phase === 'bdat') {
-        if (await this.step()) continue;
+        // Body bytes that need no waiting are handled without a promise per chunk.
+        const stepped = this.phase === 'data' ? this.stepDataNow() : undefined;
+        if (stepped === true || (stepped === undefined && (await this.step()))) continue;
         const chunk = this.input.shift();
         if (chunk === undefined) break;
         this.feed(chunk);
@@ -378,13 +415,17 @@ export class SmtpServerSession {
       return;
     }
     if (!spec.states.includes(this.state)) {
-      if ((verb === 'DATA' || verb === 'BDAT') && this.state === 'mail') this.refuse('invalid', 554, '5.5.1', 'No valid recipients');
-      else if (this.state === 'fresh' && spec.states.includes('greeted')) this.refuse('invalid', 503, '5.5.1', `Send ${this.options.lmtp === true ? 'LHLO' : 'EHLO/HELO'} first`);
-      else this.refuse('invalid', 503, '5.5.1', 'Bad sequence of commands');
+      const answer = (): void => {
+        if ((verb === 'DATA' || verb === 'BDAT') && this.state === 'mail') this.refuse('invalid', 554, '5.5.1', 'No valid recipients');
+        else if (this.state === 'fresh' && spec.states.includes('greeted')) this.refuse('invalid', 503, '5.5.1', `Send ${this.options.lmtp === true ? 'LHLO' : 'EHLO/HELO'} first`);
+        else this.refuse('invalid', 503, '5.5.1', 'Bad sequence of commands');
+      };
+      if (verb !== 'BDAT' || !this.discardBdat(text, answer)) answer();
       return;
     }
     if (spec.needsAuth && this.requireAuth && this.user === undefined) {
-      this.reply({ code: 530, enhanced: '5.7.0', text: 'Authentication required' });
+      const answer = (): void => this.reply({ code: 530, enhanced: '5.7.0', text: 'Authentication required' });
+      if (verb !== 'BDAT' || !this.discardBdat(text, answer)) answer();
       return;
     }
     const parsed = parseCommand(text, this.parseContext());
@@ -396,8 +437,34 @@ export class SmtpServerSession {
     await spec.handler(this, parsed.command);
   }
 
+  /**
+   * RFC 3030 §2: a refused BDAT's octets are still read (and dropped) before
+   * its reply, or they would be taken for commands — a pipelining client
+   * (RFC 3030 §4.2) sends them before it knows the RCPT replies. False when
+   * the command line gives no size to skip (its syntax reply follows).
+   */
+  private discardBdat(text: string, answer: () => void): boolean {
+    const parsed = parseCommand(text, this.parseContext());
+    if (!parsed.ok || parsed.command.verb !== 'BDAT') return false;
+    this.bdatDiscardAnswer = answer;
+    this.bdatRemaining = parsed.command.size;
+    this.bdatLast = parsed.command.last;
+    this.phase = 'bdat';
+    const buffered = this.framer.takeBuffered();
+    if (buffered.length > 0) this.bdatRaw.push(buffered);
+    return true;
+  }
+
   private parseContext(): CommandParseContext {
-    const support: ParamSupport = {
+    // What the parameters may use changes only with TLS; built once per session state, not per command.
+    const support = (this.paramSupport ??= this.buildParamSupport());
+    const transactionUtf8 = this.tx?.mailParams.smtputf8 === true;
+    if (this.options.lenientAddresses !== true && !transactionUtf8) return (this.plainContext ??= { support, transactionUtf8: false, lenientAddresses: false });
+    return { support, transactionUtf8, lenientAddresses: this.options.lenientAddresses === true };
+  }
+
+  private buildParamSupport(): ParamSupport {
+    return {
       size: this.ext.size,
       eightBitMime: this.ext.eightBitMime,
       binaryMime: this.ext.binaryMime,
@@ -407,7 +474,6 @@ export class SmtpServerSession {
       requireTls: this.ext.requireTls && this.secure,
       maxMessageBytes: this.limits.maxMessageBytes,
     };
-    return { support, transactionUtf8: this.tx?.mailParams.smtputf8 === true, lenientAddresses: this.options.lenientAddresses === true };
   }
 
   /** @internal Which commands are on: used by the command table. */
@@ -459,7 +525,7 @@ export class SmtpServerSession {
     if (this.ext.binaryMime) lines.push('BINARYMIME');
     if (this.isEnabled('starttls')) lines.push('STARTTLS');
     if (this.authAdvertised() && this.sasl !== undefined) {
-      const mechanisms = this.sasl.advertise({ tls: this.secure });
+      const mechanisms = this.sasl.advertise(this.saslConnection());
       if (mechanisms.length > 0) lines.push(`AUTH ${mechanisms.join(' ')}`);
     }
     if (this.ext.requireTls && this.secure) lines.push('REQUIRETLS');
@@ -524,6 +590,8 @@ export class SmtpServerSession {
     this.beginTransfer(tx, 'DATA');
     this.reply({ code: 354, text: 'End data with <CR><LF>.<CR><LF>', noEnhanced: true });
     this.decoder = new DataDecoder({ maxDataBytes: this.limits.maxMessageBytes });
+    this.dataEventDue = undefined;
+    this.drainDue = false;
     this.phase = 'data';
     this.decoder.push(this.framer.takeBuffered());
     return Promise.resolve();
@@ -543,6 +611,18 @@ export class SmtpServerSession {
     return Promise.resolve();
   }
 
+  /** VRFY / EXPN through the user's hook (RFC 5321 §3.5). */
+  private async verify(verb: 'VRFY' | 'EXPN', hook: NonNullable<SmtpServerSessionOptions['onVrfy']>, argument: string): Promise<void> {
+    let found: readonly string[] = [];
+    const ok = await this.hook(async () => {
+      found = (await hook(argument.trim(), this.info)).mailboxes;
+    }, 451, '4.3.0');
+    if (!ok) return;
+    if (found.length === 0) this.reply({ code: 550, enhanced: '5.1.1', text: verb === 'VRFY' ? 'User unknown' : 'Mailing list unknown' });
+    else if (verb === 'VRFY' && found.length > 1) this.replyLines(553, '5.1.4', ['User ambiguous, possibilities are:', ...found]);
+    else this.replyLines(250, '2.1.5', found);
+  }
+
   /** @internal RSET. */
   cmdRset(): Promise<void> {
     this.resetTransaction();
@@ -560,10 +640,13 @@ export class SmtpServerSession {
         this.replyLines(214, '2.0.0', ['Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH', 'See RFC 5321']);
         break;
       case 'VRFY':
-      case 'EXPN':
+      case 'EXPN': {
+        const hook = command.verb === 'VRFY' ? this.options.onVrfy : this.options.onExpn;
         // RFC 5321 §3.5.3: 252 when we will not verify, but may accept the message.
-        this.reply({ code: 252, enhanced: '2.5.2', text: 'Cannot VRFY user, but will accept message and attempt delivery' });
+        if (hook === undefined) this.reply({ code: 252, enhanced: '2.5.2', text: 'Cannot VRFY user, but will accept message and attempt delivery' });
+        else return this.verify(command.verb, hook, command.argument);
         break;
+      }
       case 'QUIT':
         this.reply({ code: 221, enhanced: '2.0.0', text: `${this.hostname} Bye` });
         this.closeSession();
@@ -601,11 +684,17 @@ export class SmtpServerSession {
       this.reply({ code: 538, enhanced: '5.7.11', text: 'Encryption required for requested authentication mechanism' });
       return;
     }
-    const session = sasl.createSession(command.mechanism, { tls: this.secure });
+    const session = sasl.createSession(command.mechanism, this.saslConnection());
     this.saslSession = session;
     this.pause();
     const step = command.initialResponse === undefined ? await session.start() : await session.startEncoded(command.initialResponse);
     await this.saslOutcome(step);
+  }
+
+  /** What SASL may use of this connection: TLS, and its channel bindings for SCRAM -PLUS. */
+  private saslConnection(): SaslConnectionInfo {
+    const channelBindings = this.secure ? this.transport.channelBindings?.() : undefined;
+    return channelBindings !== undefined && channelBindings.length > 0 ? { tls: this.secure, channelBindings } : { tls: this.secure };
   }
 
   /** @internal XCLIENT (Postfix XCLIENT_README), trusted networks only. */
@@ -763,11 +852,40 @@ export class SmtpServerSession {
     this.closeSession();
   }
 
+  /**
+   * The common DATA step without an await: a chunk of body the consumer has
+   * room for. `undefined` when the step may have to wait (backpressure, the
+   * end of the body, a failure): then `stepData` does it.
+   */
+  private stepDataNow(): boolean | undefined {
+    const decoder = this.decoder;
+    const transfer = this.transfer;
+    if (decoder === undefined || transfer === undefined || this.dataEventDue !== undefined || this.drainDue) return undefined;
+    const ev = decoder.next();
+    if (ev === undefined) return false;
+    if (ev.type === 'data') {
+      if (transfer.failure !== undefined) return true; // refused already: the rest of the body is dropped
+      if (this.options.bareLineEndings !== 'normalize' && ev.bareCr + ev.bareLf === 0) {
+        if (!transfer.body.push(ev.chunk)) this.drainDue = true; // the consumer lags: stepData waits
+        return !this.drainDue || undefined;
+      }
+    }
+    this.dataEventDue = ev;
+    return undefined;
+  }
+
   private async stepData(): Promise<boolean> {
     const decoder = this.decoder;
     const transfer = this.transfer;
     if (decoder === undefined || transfer === undefined) throw new SmtpError('ERR_SMTP_STATE', 'data phase without a decoder', { side: 'local' });
-    const ev = decoder.next();
+    if (this.drainDue) {
+      this.drainDue = false;
+      this.pause();
+      await transfer.body.drained();
+      return true;
+    }
+    const ev = this.dataEventDue ?? decoder.next();
+    this.dataEventDue = undefined;
     if (ev === undefined) return false;
     if (ev.type === 'data') {
       if (transfer.failure === undefined) await this.deliverText(transfer, ev.chunk, ev.bareCr + ev.bareLf);
@@ -824,6 +942,7 @@ export class SmtpServerSession {
   }
 
   private async stepBdat(): Promise<boolean> {
+    if (this.bdatDiscardAnswer !== undefined) return this.skipBdat(this.bdatDiscardAnswer);
     const transfer = this.transfer;
     if (transfer === undefined) throw new SmtpError('ERR_SMTP_STATE', 'bdat phase without a transfer', { side: 'local' });
     if (this.bdatRemaining > 0) {
@@ -855,6 +974,22 @@ export class SmtpServerSession {
     } else {
       this.reply({ code: 250, enhanced: '2.0.0', text: `${transfer.size} octets received` });
     }
+    return true;
+  }
+
+  /** Drop a refused BDAT chunk's octets, then answer it. */
+  private skipBdat(answer: () => void): boolean {
+    if (this.bdatRemaining > 0) {
+      const chunk = this.bdatRaw.shift();
+      if (chunk === undefined) return false;
+      if (chunk.length > this.bdatRemaining) this.bdatRaw.unshift(chunk.subarray(this.bdatRemaining));
+      this.bdatRemaining -= Math.min(chunk.length, this.bdatRemaining);
+      return true;
+    }
+    this.bdatDiscardAnswer = undefined;
+    this.phase = 'command';
+    for (const rest of this.bdatRaw.splice(0)) this.framer.push(rest);
+    answer();
     return true;
   }
 
@@ -952,8 +1087,15 @@ export class SmtpServerSession {
     this.reply({ code: p?.code ?? code, enhanced: p?.enhanced ?? enhanced, text: p?.text ?? text });
   }
 
+  /** One-line replies (all but EHLO and HELP): formatted here without the arrays of `formatReply`, same bytes. */
   private reply(r: ReplyInit): void {
-    this.replyLines(r.code, r.noEnhanced === true ? undefined : r.enhanced, [r.text]);
+    if (this.phase === 'closed') return;
+    const code = r.code;
+    if (!Number.isInteger(code) || code < 200 || code > 599) throw new SmtpError('ERR_SMTP_STATE', `invalid reply code ${code}`, { side: 'local' });
+    const enhanced = r.noEnhanced === true || !this.ext.enhancedStatusCodes ? undefined : r.enhanced;
+    const text = REPLY_CONTROL.test(r.text) ? r.text.replace(/[\r\n\0]/g, ' ') : r.text;
+    const line = enhanced === undefined ? `${code} ${text}` : text === '' ? `${code} ${enhanced}` : `${code} ${enhanced} ${text}`;
+    this.out += line.trimEnd() + '\r\n';
   }
 
   private replyLines(code: number, enhanced: string | undefined, lines: readonly string[]): void {

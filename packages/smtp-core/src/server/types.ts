@@ -2,7 +2,7 @@
  * The public types of the server session: options, hooks, what hooks are told
  * (`SmtpSessionInfo`, `SmtpEnvelope`) and what they answer.
  */
-import type { Clock, Logger, SaslBackend, SaslIdentity, SaslMechanismName, SaslServer } from '@pigeonpost/wire';
+import type { ChannelBinding, Clock, Logger, SaslBackend, SaslIdentity, SaslMechanismName, SaslServer } from '@pigeonpost/wire';
 import type { Mailbox } from '../codec/address.js';
 import type { MailParams, RcptParams } from '../codec/params.js';
 import type { SmtpError } from '../errors.js';
@@ -117,8 +117,26 @@ export interface SmtpServerHooks {
    * hook the body is read and dropped, and the message is refused (554 5.3.0).
    */
   readonly onData?: (envelope: SmtpEnvelope, body: AsyncIterable<Uint8Array>, session: SmtpSessionInfo) => Promise<void | SmtpDataResult>;
+  /**
+   * VRFY (RFC 5321 §3.5.1). Without it (the default) VRFY answers
+   * `252 2.5.2` and verifies nothing, as most servers do: answering lets
+   * anyone harvest addresses. One mailbox found: `250 2.1.5`; none:
+   * `550 5.1.1`; several: `553 5.1.4` with each (ambiguous, §3.5.3).
+   */
+  readonly onVrfy?: (query: string, session: SmtpSessionInfo) => Promise<SmtpVerifyResult>;
+  /** EXPN (RFC 5321 §3.5.2): the members of a mailing list, one `250` line each; none: `550 5.1.1`. Without it: `252 2.5.2`. */
+  readonly onExpn?: (list: string, session: SmtpSessionInfo) => Promise<SmtpVerifyResult>;
   /** The session ended (QUIT, error, peer hung up, shutdown). Errors thrown here are logged. */
   readonly onClose?: (session: SmtpSessionInfo) => Promise<void>;
+}
+
+/**
+ * What `onVrfy` / `onExpn` found: one entry per mailbox, as RFC 5321 §3.5
+ * shows them — `Full Name <local@domain>` or `<local@domain>`. Throw an
+ * `SmtpError` (`smtpReply`) instead for any other answer.
+ */
+export interface SmtpVerifyResult {
+  readonly mailboxes: readonly string[];
 }
 
 /** SASL set-up: mechanisms and backend (a `SaslServer` of wire), or a ready `SaslServer`. */
@@ -173,4 +191,10 @@ export interface SmtpServerTransport {
   pause(): void;
   /** Read again. */
   resume(): void;
+  /**
+   * TLS channel-binding data of the connection (RFC 9266 `tls-exporter` on
+   * TLS 1.3, RFC 5929 `tls-server-end-point`), asked for only while it is
+   * TLS. With some, SCRAM-SHA-*-PLUS is offered and checked (RFC 5802 §6).
+   */
+  channelBindings?(): readonly ChannelBinding[];
 }

@@ -28,6 +28,8 @@ class PairTransport implements ClientTransport {
   #wake: (() => void) | undefined;
   #closed = false;
   #tlsWanted = false;
+  /** Every write of the client, as it was made. */
+  readonly writes: Buffer[] = [];
 
   constructor(options: Omit<SmtpServerSessionOptions, 'clock'>, clock: VirtualClock) {
     this.server = createSmtpServerSession(
@@ -62,6 +64,7 @@ class PairTransport implements ClientTransport {
   }
 
   write(chunk: Uint8Array): Promise<void> {
+    this.writes.push(Buffer.from(chunk));
     this.server.receive(Buffer.from(chunk));
     return Promise.resolve();
   }
@@ -89,7 +92,7 @@ class PairTransport implements ClientTransport {
 async function pair(
   server: Omit<SmtpServerSessionOptions, 'clock'>,
   client: Omit<SmtpClientConnectionOptions, 'clock'> = {},
-): Promise<{ client: SmtpClientConnection; delivered: Delivered[] }> {
+): Promise<{ client: SmtpClientConnection; delivered: Delivered[]; transport: PairTransport }> {
   const delivered: Delivered[] = [];
   const clock = new VirtualClock();
   const transport = new PairTransport(
@@ -109,7 +112,7 @@ async function pair(
     },
     clock,
   );
-  return { client: await SmtpClientConnection.open(transport, { clock, name: 'client.example', ...client }), delivered };
+  return { client: await SmtpClientConnection.open(transport, { clock, name: 'client.example', ...client }), delivered, transport };
 }
 
 describe('client ↔ smtp-core server session, in memory', () => {
@@ -168,5 +171,152 @@ describe('client ↔ smtp-core server session, in memory', () => {
     const err = await client.send({ from: 'a@example.org', to: ['nobody@example.net'] }, 'x').catch((e: unknown) => e);
     expect((err as SmtpClientError).code).toBe('ERR_SMTP_CLIENT_RECIPIENTS_REJECTED');
     await client.quit();
+  });
+
+  describe('pipelineDepth: several messages in flight (RFC 2920, RFC 3030 §4.2)', () => {
+    /** onData that holds the first message until `release()`, so what the client writes meanwhile shows. */
+    function gated(): { release: () => void; onData: SmtpServerSessionOptions['onData']; bodies: string[] } {
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      const bodies: string[] = [];
+      return {
+        release,
+        bodies,
+        onData: async (_envelope, body) => {
+          const chunks: Buffer[] = [];
+          for await (const chunk of body) chunks.push(Buffer.from(chunk));
+          const text = Buffer.concat(chunks).toString('utf8');
+          if (bodies.push(text) === 1) await gate;
+          if (text.startsWith('refuse')) throw smtpReply(554, '5.7.1', 'Refused by policy');
+        },
+      };
+    }
+    const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+    const mails = (writes: readonly Buffer[]): number => writes.reduce((n, w) => n + (w.toString('latin1').match(/MAIL FROM:/g)?.length ?? 0), 0);
+
+    it('DATA: the next envelope leaves in the same write as the end of the previous body, before its final reply', async () => {
+      const g = gated();
+      const { client, transport } = await pair({ onData: g.onData }, { chunking: false, pipelineDepth: 4 });
+      transport.writes.length = 0;
+      const sends = [0, 1, 2].map((i) => client.send({ from: 'a@example.org', to: ['b@example.net'] }, `.m${i}\r\n`));
+      await settle();
+      // Message 0 is held by the server; message 1's MAIL, RCPT and DATA went out in one write with message 0's
+      // (small, in-memory) body and its ".", and nothing of message 1's body yet.
+      const wire = transport.writes.map((w) => w.toString('latin1'));
+      expect(wire).toContain('..m0\r\n.\r\nMAIL FROM:<a@example.org> SIZE=5\r\nRCPT TO:<b@example.net>\r\nDATA\r\n');
+      expect(wire.join('')).not.toContain('..m1');
+      g.release();
+      const results = await Promise.all(sends);
+      expect(results.map((r) => [r.reply.code, r.pipelined, r.transfer])).toEqual([[250, true, 'DATA'], [250, true, 'DATA'], [250, true, 'DATA']]);
+      expect(g.bodies).toEqual(['.m0\r\n', '.m1\r\n', '.m2\r\n']);
+      // No RSET between messages that ended with a reply to their data (RFC 5321 §4.1.1.4).
+      expect(transport.writes.join('')).not.toContain('RSET');
+      await client.quit();
+    });
+
+    it('DATA: per-message errors stay with their message, and the session goes on (RSET after a refused envelope)', async () => {
+      const g = gated();
+      const { client, transport } = await pair({ onData: g.onData }, { chunking: false, pipelineDepth: 3 });
+      g.release();
+      const outcomes = await Promise.allSettled([
+        client.send({ from: 'a@example.org', to: ['b@example.net'] }, 'one'),
+        client.send({ from: 'a@example.org', to: ['nobody@example.net'] }, 'two'),
+        client.send({ from: 'a@example.org', to: ['b@example.net'] }, 'refuse three'),
+        client.send({ from: 'a@example.org', to: ['b@example.net', 'nobody@x.example'] }, 'four'),
+      ]);
+      expect(outcomes.map((o) => (o.status === 'fulfilled' ? o.value.reply.code : (o.reason as SmtpClientError).code))).toEqual([
+        250,
+        'ERR_SMTP_CLIENT_RECIPIENTS_REJECTED',
+        'ERR_SMTP_CLIENT_DATA_REJECTED',
+        250,
+      ]);
+      expect(outcomes[3]?.status === 'fulfilled' && outcomes[3].value.rejected).toEqual(['nobody@x.example']);
+      expect(g.bodies).toEqual(['one\r\n', 'refuse three\r\n', 'four\r\n']);
+      expect(transport.writes.join('').match(/RSET/g)).toHaveLength(1);
+      expect((await client.noop()).code).toBe(250);
+      await client.quit();
+    });
+
+    it('BDAT: whole messages are written ahead of their replies, at most pipelineDepth of them', async () => {
+      const g = gated();
+      const { client, transport } = await pair({ onData: g.onData }, { pipelineDepth: 3 });
+      transport.writes.length = 0;
+      const sends = [0, 1, 2, 3, 4].map((i) => client.send({ from: 'a@example.org', to: ['b@example.net'] }, `m${i}\n`));
+      await settle();
+      expect(mails(transport.writes)).toBe(3); // message 0 is held; 1 and 2 are written, 3 waits for room
+      // Messages queued together leave together: 0, 1 and 2 in one write, each a whole transaction.
+      expect(transport.writes.map((w) => w.toString('latin1'))).toEqual([
+        'MAIL FROM:<a@example.org> SIZE=3\r\nRCPT TO:<b@example.net>\r\nBDAT 4 LAST\r\nm0\r\n' +
+          'RSET\r\nMAIL FROM:<a@example.org> SIZE=3\r\nRCPT TO:<b@example.net>\r\nBDAT 4 LAST\r\nm1\r\n' +
+          'RSET\r\nMAIL FROM:<a@example.org> SIZE=3\r\nRCPT TO:<b@example.net>\r\nBDAT 4 LAST\r\nm2\r\n',
+      ]);
+      g.release();
+      const results = await Promise.all(sends);
+      expect(results.map((r) => [r.reply.code, r.transfer, r.pipelined])).toEqual(Array.from({ length: 5 }, () => [250, 'BDAT', true]));
+      expect(g.bodies).toEqual(['m0\r\n', 'm1\r\n', 'm2\r\n', 'm3\r\n', 'm4\r\n']);
+      await client.quit();
+    });
+
+    it('BDAT: a message whose recipients are all refused fails alone; the ones behind it are delivered', async () => {
+      const g = gated();
+      const { client } = await pair({ onData: g.onData }, { pipelineDepth: 8 });
+      g.release();
+      const outcomes = await Promise.allSettled([
+        client.send({ from: 'a@example.org', to: ['b@example.net'] }, 'one'),
+        client.send({ from: 'a@example.org', to: ['nobody@example.net'] }, 'RSET\r\nMAIL FROM:<x@y.example>\r\n'),
+        client.send({ from: 'a@example.org', to: ['b@example.net'] }, 'refuse three'),
+        client.send({ from: 'a@example.org', to: ['b@example.net'] }, 'four'),
+      ]);
+      expect(outcomes.map((o) => (o.status === 'fulfilled' ? o.value.reply.code : (o.reason as SmtpClientError).code))).toEqual([
+        250,
+        'ERR_SMTP_CLIENT_RECIPIENTS_REJECTED',
+        'ERR_SMTP_CLIENT_DATA_REJECTED',
+        250,
+      ]);
+      expect(g.bodies).toEqual(['one\r\n', 'refuse three\r\n', 'four\r\n']);
+      await client.quit();
+    });
+
+    it('BDAT: a body past the batch size goes out as it is, in chunks of maxBdatChunkBytes', async () => {
+      const { client, delivered, transport } = await pair({}, { pipelineDepth: 4, limits: { maxBdatChunkBytes: 50_000 } });
+      const body = `${'y'.repeat(98)}\r\n`.repeat(1200); // 120,000 bytes
+      const results = await Promise.all([0, 1].map(() => client.send({ from: 'a@example.org', to: ['b@example.net'] }, body)));
+      expect(results.map((r) => r.reply.code)).toEqual([250, 250]);
+      expect(delivered.map((d) => d.body.length)).toEqual([120_000, 120_000]);
+      expect(delivered[1]?.body).toBe(body);
+      const wire = transport.writes.map((w) => w.toString('latin1')).join('');
+      expect(wire.match(/BDAT 50000\r\n/g)).toHaveLength(4);
+      expect(wire.match(/BDAT 20000 LAST\r\n/g)).toHaveLength(2);
+      await client.quit();
+    });
+
+    it('a connection lost with messages in flight fails each of them, and nothing is left unhandled', async () => {
+      for (const chunking of [false, true]) {
+        const g = gated();
+        const { client, transport } = await pair({ onData: g.onData }, { chunking, pipelineDepth: 4 });
+        const sends = [0, 1, 2, 3, 4].map((i) => client.send({ from: 'a@example.org', to: ['b@example.net'] }, `m${i}`).catch((e: unknown) => (e as SmtpClientError).code));
+        await settle();
+        transport.destroy();
+        const codes = await Promise.all(sends);
+        expect(codes.every((c) => c === 'ERR_SMTP_CLIENT_CONNECTION' || c === 'ERR_SMTP_CLIENT_STATE')).toBe(true);
+        expect(client.closed).toBe(true);
+        g.release();
+      }
+    });
+
+    it('a stream body or LMTP falls back to one message at a time; pipelineDepth is checked', async () => {
+      const { client, transport } = await pair({}, { pipelineDepth: 4 });
+      transport.writes.length = 0;
+      async function* stream(): AsyncGenerator<Buffer> {
+        yield await Promise.resolve(Buffer.from('streamed\r\n'));
+      }
+      const [a, b] = await Promise.all([
+        client.send({ from: 'a@example.org', to: ['b@example.net'] }, 'x'),
+        client.send({ from: 'a@example.org', to: ['b@example.net'] }, stream()),
+      ]);
+      expect([a.pipelined, b.transfer]).toEqual([true, 'BDAT']);
+      await client.quit();
+      await expect(pair({}, { pipelineDepth: 0 })).rejects.toThrow(RangeError);
+    });
   });
 });

@@ -96,6 +96,30 @@ describe('SIZE (RFC 1870)', () => {
   });
 });
 
+describe('a refused BDAT (RFC 3030 §2)', () => {
+  it('its octets are read and dropped, never taken for commands, then it is answered', async () => {
+    const store: { envelope: unknown; body: string }[] = [];
+    const t = await open({}, store);
+    await t.send(EHLO);
+    // Every recipient refused; a pipelining client has already sent the chunk, which holds command lines.
+    const chunk = 'RSET\r\nMAIL FROM:<x@evil.example>\r\n';
+    const out = await t.send(`MAIL FROM:<a@client.example>\r\nRCPT TO:<b@elsewhere.example>\r\nBDAT ${chunk.length} LAST\r\n${chunk}NOOP\r\n`);
+    expect(out).toBe('250 2.1.0 Sender OK\r\n550 5.1.1 No such user here\r\n554 5.5.1 No valid recipients\r\n250 2.0.0 OK\r\n');
+    expect(store).toHaveLength(0);
+    // The transaction is still open (MAIL was accepted): RSET, then a new one works.
+    expect(await t.send('RSET\r\nMAIL FROM:<a@client.example>\r\nRCPT TO:<b@example.org>\r\nBDAT 3 LAST\r\nx\r\n')).toMatch(/250 2\.0\.0 Message accepted\r\n$/);
+    expect(store.map((m) => m.body)).toEqual(['x\r\n']);
+  });
+
+  it('before MAIL, split one byte at a time', async () => {
+    const t = await open();
+    await t.send(EHLO);
+    let out = '';
+    for (const byte of Buffer.from('BDAT 6\r\nQUIT\r\nNOOP\r\n')) out += await t.send(Buffer.from([byte]));
+    expect(out).toBe('503 5.5.1 Bad sequence of commands\r\n250 2.0.0 OK\r\n');
+  });
+});
+
 describe('8BITMIME, BINARYMIME, SMTPUTF8', () => {
   it('BODY=8BITMIME is accepted; BINARYMIME only when enabled and only with BDAT', async () => {
     const store: { envelope: unknown; body: string }[] = [];
@@ -410,6 +434,26 @@ describe('misc commands', () => {
     expect(await t.send('VRFY alice\r\nEXPN staff\r\n')).toBe('252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery\r\n'.repeat(2));
     expect(await t.send('RSET\r\nQUIT\r\n')).toBe('250 2.0.0 Flushed\r\n221 2.0.0 mx.example.org Bye\r\n');
     expect(t.isClosed()).toBe(true);
+  });
+
+  it('VRFY and EXPN through onVrfy / onExpn (RFC 5321 §3.5)', async () => {
+    const seen: string[] = [];
+    const t = await open({
+      onVrfy: (query, session) => {
+        seen.push(`${query} from ${session.remoteAddress}`);
+        if (query === 'Smith') return Promise.resolve({ mailboxes: ['Fred Smith <fred@example.org>', 'Sam Smith <sam@example.org>'] });
+        if (query === 'secret') return Promise.reject(smtpReply(550, '5.7.1', 'Not telling'));
+        if (query === 'broken') return Promise.reject(new Error('db down'));
+        return Promise.resolve({ mailboxes: query === 'Crispin' ? ['Mark Crispin <Admin.MRC@example.org>'] : [] });
+      },
+      onExpn: (list) => Promise.resolve({ mailboxes: list === 'staff' ? ['<alice@example.org>', 'Bob <bob@example.org>\r\nX'] : [] }),
+    });
+    expect(await t.send('VRFY Crispin\r\n')).toBe('250 2.1.5 Mark Crispin <Admin.MRC@example.org>\r\n');
+    expect(await t.send('VRFY  Smith \r\n')).toBe('553-5.1.4 User ambiguous, possibilities are:\r\n553-5.1.4 Fred Smith <fred@example.org>\r\n553 5.1.4 Sam Smith <sam@example.org>\r\n');
+    expect(await t.send('VRFY nobody\r\nVRFY secret\r\nVRFY broken\r\n')).toBe('550 5.1.1 User unknown\r\n550 5.7.1 Not telling\r\n451 4.3.0 Temporary local problem, please try again later\r\n');
+    // A CR/LF in what the hook returns cannot start a new reply line.
+    expect(await t.send('EXPN staff\r\nEXPN other\r\n')).toBe('250-2.1.5 <alice@example.org>\r\n250 2.1.5 Bob <bob@example.org>  X\r\n550 5.1.1 Mailing list unknown\r\n');
+    expect(seen).toEqual(['Crispin from 192.0.2.1', 'Smith from 192.0.2.1', 'nobody from 192.0.2.1', 'secret from 192.0.2.1', 'broken from 192.0.2.1']);
   });
 
   it('graceful shutdown says 421 4.3.2', async () => {

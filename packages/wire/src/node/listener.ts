@@ -441,6 +441,7 @@ class ListenerImpl implements Listener {
   }
 
   #startSession(conn: ConnectionImpl): void {
+    conn.setupDone();
     this.#sessions.add(conn);
     conn.startIdleTimer();
     this.#logger.debug({ connection: conn.id, remoteAddress: conn.remoteAddress, secure: conn.secure }, 'connection');
@@ -598,10 +599,14 @@ class ConnectionImpl implements Connection {
   #idleMs: number;
   #lastActivity: number;
   #idleTimer: TimerHandle | undefined;
+  /** When `#idleTimer` fires, on the clock. */
+  #idleDue = 0;
   #idleStarted = false;
   #idling = false;
   #goodbyeTimer: TimerHandle | undefined;
   #unobserve: (() => void) | undefined;
+  /** PROXY and TLS are through and the session runs: nothing waits on the setup signal any more. */
+  #setupDone = false;
 
   constructor(listener: ListenerImpl, raw: net.Socket, remoteAddress: string, clock: Clock, limits: Limits, logger: Logger) {
     this.#listener = listener;
@@ -715,8 +720,14 @@ class ConnectionImpl implements Connection {
   setIdleTimeout(ms: number): void {
     if (typeof ms !== 'number' || Number.isNaN(ms) || ms < 0) throw new RangeError(`idle timeout must be a number >= 0, got ${String(ms)}`);
     this.#idleMs = ms;
-    this.#lastActivity = this.#clock.now();
-    if (this.#idleStarted) this.#armIdle(ms);
+    const now = this.#clock.now();
+    this.#lastActivity = now;
+    if (!this.#idleStarted) return;
+    // Sessions switch the timeout off and on around every hook (SMTP pauses per pipelined group): a timer
+    // that fires no later than the new deadline is kept — when it fires it sleeps for what is left, or
+    // stops if the timeout is off by then. Only a nearer deadline needs a new timer.
+    if (this.#idleTimer !== undefined && (ms === 0 || this.#idleDue <= now + ms)) return;
+    this.#armIdle(ms);
   }
 
   /** Timers are re-armed lazily: activity only records a time, and the timer, when it fires early, sleeps for what is left. */
@@ -724,11 +735,13 @@ class ConnectionImpl implements Connection {
     if (this.#idleTimer !== undefined) this.#clock.clearTimeout(this.#idleTimer);
     this.#idleTimer = undefined;
     if (this.#finished || this.#idling || this.#idleMs === 0) return;
+    this.#idleDue = this.#clock.now() + ms;
     this.#idleTimer = this.#clock.setTimeout(() => this.#onIdleTimer(), ms);
   }
 
   #onIdleTimer(): void {
     this.#idleTimer = undefined;
+    if (this.#idleMs === 0) return; // switched off since the timer was set
     const left = this.#lastActivity + this.#idleMs - this.#clock.now();
     if (left > 0) {
       this.#armIdle(left);
@@ -766,6 +779,10 @@ class ConnectionImpl implements Connection {
     }, this.#limits.goodbyeTimeoutMs);
   }
 
+  setupDone(): void {
+    this.#setupDone = true;
+  }
+
   signalClosing(reason: Error): void {
     this.#setup.abort(reason);
     this.#closing.abort(reason);
@@ -777,7 +794,8 @@ class ConnectionImpl implements Connection {
   }
 
   destroy(error?: Error): void {
-    if (!this.#finished) this.#setup.abort(error ?? new ListenerError('ERR_CONNECTION_DESTROYED', 'the connection was destroyed'));
+    // Only while PROXY or TLS set-up may be waiting on it: an error (and its stack) per closed session is pure cost.
+    if (!this.#finished && !this.#setupDone) this.#setup.abort(error ?? new ListenerError('ERR_CONNECTION_DESTROYED', 'the connection was destroyed'));
     for (const socket of this.#sockets) socket.destroy(error);
   }
 
@@ -789,7 +807,7 @@ class ConnectionImpl implements Connection {
     this.#idleTimer = undefined;
     this.#goodbyeTimer = undefined;
     this.#unobserve?.();
-    if (!this.#setup.signal.aborted) this.#setup.abort(new ListenerError('ERR_CONNECTION_CLOSED', 'the connection closed'));
+    if (!this.#setupDone && !this.#setup.signal.aborted) this.#setup.abort(new ListenerError('ERR_CONNECTION_CLOSED', 'the connection closed'));
     // One layer closing means the connection is over: take the others down too.
     for (const socket of this.#sockets) socket.destroy();
     const reason: ConnectionCloseReason = this.#reason ?? (this.#sawError ? 'error' : 'closed');

@@ -104,6 +104,41 @@ describe('idle timeout on a virtual clock', () => {
     expect(await client.closed).toContain('421 4.4.2 Idle timeout\r\n');
   });
 
+  it('off and on again (a session pausing around a hook) keeps one timer and the right deadline', async () => {
+    const clock = new VirtualClock();
+    const received: string[] = [];
+    let session: Connection | undefined;
+    const { port } = await opened.listener({
+      clock,
+      idleTimeoutMs: 1000,
+      onConnection: idleSession(received, (_line, connection) => {
+        session = connection;
+      }),
+    });
+    const client = await connect(opened, port);
+    await client.waitFor('220');
+    client.socket.write('HOOK\r\n');
+    await until(() => received.length === 1, 'line read');
+    const pending = clock.pending;
+    clock.advance(500);
+    for (let i = 0; i < 100; i++) {
+      session!.setIdleTimeout(0);
+      session!.setIdleTimeout(1000);
+    }
+    expect(clock.pending).toBe(pending); // no timer churn
+    session!.setIdleTimeout(0);
+    clock.advance(5000); // off: the old timer fires and stops
+    await settle();
+    expect(client.isClosed()).toBe(false);
+    session!.setIdleTimeout(1000); // t=5500: deadline 6500
+    clock.advance(999);
+    await settle();
+    expect(client.isClosed()).toBe(false);
+    session!.setIdleTimeout(100); // a nearer deadline: t=6599
+    clock.advance(100);
+    expect(await client.closed).toContain('421 4.4.2 Idle timeout\r\n');
+  });
+
   it('destroys the socket when the goodbye takes longer than goodbyeTimeoutMs', async () => {
     const clock = new VirtualClock();
     let hookCalled = false;

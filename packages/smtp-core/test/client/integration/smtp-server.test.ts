@@ -202,6 +202,19 @@ describe('SmtpClient with smtp-server', () => {
     expect(new Set(received.map((r) => r.session.id)).size).toBe(1);
   });
 
+  it('pipelineDepth: 200 messages pipelined across messages, refusals in the mix, all in order on one connection', async () => {
+    const { port, received } = await startServer({ disabledCommands: ['STARTTLS'] });
+    await using client = await SmtpClient.connect({ host: '127.0.0.1', port, secure: 'none', pipelineDepth: 8 });
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 200 }, (_, i) => client.send({ from: 'a@example.org', to: [i % 50 === 7 ? `reject${i}@example.net` : `r${i}@example.net`] }, `.message ${i}\n`)),
+    );
+    const refused = outcomes.flatMap((o, i) => (o.status === 'rejected' ? [[i, (o.reason as SmtpClientError).code]] : []));
+    expect(refused).toEqual([7, 57, 107, 157].map((i) => [i, 'ERR_SMTP_CLIENT_RECIPIENTS_REJECTED']));
+    expect(outcomes.filter((o) => o.status === 'fulfilled' && o.value.pipelined && o.value.transfer === 'DATA')).toHaveLength(196);
+    expect(received.map((r) => r.text)).toEqual(Array.from({ length: 200 }, (_, i) => i).filter((i) => i % 50 !== 7).map((i) => `.message ${i}\r\n`));
+    expect(new Set(received.map((r) => r.session.id)).size).toBe(1);
+  });
+
   it('LMTP: one reply per recipient after the data', async () => {
     const { port } = await startServer({
       lmtp: true,
