@@ -41,7 +41,7 @@ describe.skipIf(!peer.available)(`dnsmasq${peer.available ? '' : ` (skipped: ${p
   });
 
   const resolver = (options: Parameters<typeof createMxResolver>[0] = {}) =>
-    createMxResolver({ servers: [dnsmasq.address], timeoutMs: 1000, tries: 1, allowPrivateAddresses: true, families: [4], ...options }).mx;
+    createMxResolver({ servers: [dnsmasq.address], timeoutMs: 3000, tries: 1, allowPrivateAddresses: true, families: [4], ...options }).mx;
 
   it('orders MX hosts by preference with their addresses', async () => {
     const route = await resolver().resolveMx('example.test');

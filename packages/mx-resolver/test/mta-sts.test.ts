@@ -76,7 +76,7 @@ describe('policy discovery and caching', () => {
       const body = bodies.shift();
       return body === undefined ? Promise.reject(new MtaStsError('ERR_MTA_STS_FETCH', 'down')) : Promise.resolve(body);
     };
-    const lookup = new DnsLookup(new UdpDnsTransport({ servers: [dns.address], timeoutMs: 500, tries: 1 }), undefined);
+    const lookup = new DnsLookup(new UdpDnsTransport({ servers: [dns.address], timeoutMs: 3000, tries: 1 }), undefined);
     return { resolver: new MtaStsResolver({ dns: lookup, fetch, clock }), fetched };
   }
 
@@ -149,7 +149,7 @@ describe('HTTPS fetch (RFC 8461 §3.3)', () => {
         { name: 'mta-sts.public.test', type: 'A', data: '127.0.0.1' },
       ],
     });
-    lookup = new DnsLookup(new UdpDnsTransport({ servers: [dns.address], timeoutMs: 500, tries: 1 }), undefined);
+    lookup = new DnsLookup(new UdpDnsTransport({ servers: [dns.address], timeoutMs: 3000, tries: 1 }), undefined);
   });
   afterAll(async () => {
     for (const s of servers) s.closeAllConnections();

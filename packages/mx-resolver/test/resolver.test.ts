@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VirtualClock } from '@pigeonpost/wire/testing';
 import { DnsCache, DnsLookup, MxError, MxResolver, type MxRoute } from '../src/index.js';
-import { UdpDnsTransport, createMxResolver } from '../src/node/index.js';
+import { UdpDnsTransport, createMxResolver, type CreateMxResolverOptions } from '../src/node/index.js';
 import { startTestDnsServer, type TestDnsRecord, type TestDnsServer } from '../src/testing/index.js';
 
 const ZONE: TestDnsRecord[] = [
@@ -96,8 +96,9 @@ afterAll(async () => {
 });
 
 /** A resolver on the test server. With a virtual clock, the cache runs on it (and so would DNS timeouts: only for answered queries). */
-function resolver(options: ConstructorParameters<typeof MxResolver>[1] = {}, clock?: VirtualClock): MxResolver {
-  return createMxResolver({ servers: [dns.address], timeoutMs: 300, tries: 1, allowPrivateAddresses: true, ...(clock ? { clock } : {}), ...options }).mx;
+function resolver(options: CreateMxResolverOptions = {}, clock?: VirtualClock): MxResolver {
+  // A generous timeout: a loaded CI machine can stall the event loop for a while. Tests of timeouts pass their own.
+  return createMxResolver({ servers: [dns.address], timeoutMs: 3000, tries: 1, allowPrivateAddresses: true, ...(clock ? { clock } : {}), ...options }).mx;
 }
 
 async function failure(promise: Promise<unknown>): Promise<MxError> {
@@ -209,7 +210,7 @@ describe('failures', () => {
 
   it('SERVFAIL, REFUSED and timeouts are temporary (4.4.3)', async () => {
     for (const domain of ['servfail.test', 'refused.test', 'silent.test']) {
-      const error = await failure(resolver().resolveMx(domain));
+      const error = await failure(resolver({ timeoutMs: 300 }).resolveMx(domain));
       expect(error.code, domain).toBe('ERR_MX_TEMPORARY');
       expect(error.temporary).toBe(true);
       expect(error.reply?.smtp).toEqual({ code: 451, enhanced: '4.4.3' });
@@ -250,7 +251,7 @@ describe('failures', () => {
 
   it('an aborted lookup rejects at once', async () => {
     const controller = new AbortController();
-    const pending = resolver().resolveMx('silent.test', { signal: controller.signal });
+    const pending = resolver({ timeoutMs: 300 }).resolveMx('silent.test', { signal: controller.signal });
     controller.abort();
     const error = await failure(pending);
     expect(error.code).toBe('ERR_MX_TEMPORARY');
@@ -334,7 +335,7 @@ describe('cache', () => {
   it('is bounded, and shares one query between concurrent lookups', async () => {
     const clock = new VirtualClock(0);
     const cache = new DnsCache(clock, { maxEntries: 2 });
-    const lookup = new DnsLookup(new UdpDnsTransport({ servers: [dns.address], timeoutMs: 300, tries: 1, clock }), cache);
+    const lookup = new DnsLookup(new UdpDnsTransport({ servers: [dns.address], timeoutMs: 3000, tries: 1, clock }), cache);
     const r = new MxResolver(lookup, { allowPrivateAddresses: true, families: [4] });
     await r.resolveMx('implicit.test'); // MX (nodata) + A
     expect(cache.size).toBe(2);
@@ -375,7 +376,7 @@ describe('transport', () => {
   it('tries the next server when one does not answer', async () => {
     const dead = await startTestDnsServer({ behaviour: () => 'drop' });
     try {
-      const r = createMxResolver({ servers: [dead.address, dns.address], timeoutMs: 200, tries: 1, allowPrivateAddresses: true }).mx;
+      const r = createMxResolver({ servers: [dead.address, dns.address], timeoutMs: 1000, tries: 1, allowPrivateAddresses: true }).mx;
       expect(names(await r.resolveMx('example.test'))).toEqual(['mx1.example.test', 'mx2.example.test']);
       expect(dead.queries.length).toBeGreaterThan(0);
     } finally {

@@ -196,8 +196,9 @@ describe('retries', () => {
     const relay = await start(deliverer, { maxPerDestination: 3, maxConcurrency: 5 });
     for (let i = 0; i < 10; i++) await relay.enqueue({ from: 'a@b.test', to: [`r${i}@busy.test`] }, MESSAGE);
     await relay.enqueue({ from: 'a@b.test', to: ['r@other.test'] }, MESSAGE);
-    await new Promise((resolve) => setTimeout(resolve, 50));
     // Three to busy.test (its limit) and one to other.test are running; the rest wait for a slot.
+    await expect.poll(() => deliverer.running, { timeout: 5000 }).toBe(4);
+    await new Promise((resolve) => setTimeout(resolve, 50));
     expect(deliverer.running).toBe(4);
     release();
     await relay.idle();

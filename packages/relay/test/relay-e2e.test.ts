@@ -47,7 +47,7 @@ afterAll(async () => {
 });
 
 async function withRelay(name: string, options: Partial<Parameters<typeof Relay.open>[0]>, run: (relay: Relay, events: RelayEvent[]) => Promise<void>): Promise<void> {
-  const resolver = createMxResolver({ servers: [dns.address], allowPrivateAddresses: true, families: [4], timeoutMs: 1000, tries: 1 });
+  const resolver = createMxResolver({ servers: [dns.address], allowPrivateAddresses: true, families: [4], timeoutMs: 3000, tries: 1 });
   const deliverer = new SmtpDeliverer({ mx: resolver.mx, hostname: 'relay.test', routing: { port: sinks.port }, limits: { connectTimeoutMs: 2000 } });
   const events: RelayEvent[] = [];
   const relay = await Relay.open({ spoolDir: join(dir, name), deliverer, hostname: 'relay.test', onEvent: (e) => events.push(e), ...options });
