@@ -86,7 +86,7 @@ describe.skipIf(!peer.available)(`relay end to end${peer.available ? '' : ` (ski
 
   it('delivers to a 2xx recipient and bounces a 5xx one next to it, the bounce going to the sender\'s MX', async () => {
     await withRelay('mixed', {}, async (relay, events) => {
-      await relay.enqueue({ from: 'alice@sender.test', to: ['good@mixed.test', { address: 'bad@mixed.test', notify: ['FAILURE'] }], dsn: { envid: 'E2E-1', ret: 'HDRS' } }, MESSAGE('good@mixed.test'));
+      await relay.enqueue({ from: 'alice@sender.test', to: [{ address: 'good@mixed.test', notify: ['SUCCESS', 'FAILURE'] }, { address: 'bad@mixed.test', notify: ['FAILURE'] }], dsn: { envid: 'E2E-1', ret: 'HDRS' } }, MESSAGE('good@mixed.test'));
       await relay.idle();
       const delivered = sinks.received.filter((r) => r.to.includes('good@mixed.test'));
       expect(delivered).toHaveLength(1);
@@ -94,6 +94,9 @@ describe.skipIf(!peer.available)(`relay end to end${peer.available ? '' : ` (ski
       // DSN parameters went on to a next hop that offers DSN.
       expect(delivered[0]?.params.envid).toBe('E2E-1');
       expect(delivered[0]?.params.ret).toBe('HDRS');
+      expect(delivered[0]?.params.notify).toEqual([['SUCCESS', 'FAILURE']]);
+      // The next hop offers DSN, so it reports the success itself: no "relayed" notice from us.
+      expect(sinks.received.some((r) => r.from === '' && r.body.includes('Action: relayed'))).toBe(false);
       const bounce = sinks.received.find((r) => r.from === '' && r.to.includes('alice@sender.test') && r.body.includes('bad@mixed.test'));
       expect(bounce).toBeDefined();
       expect(bounce?.body).toContain('Action: failed');
