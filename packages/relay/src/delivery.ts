@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { MxError, mtaStsMatchesMx, type MxResolver, type MtaStsResolver, type MxRoute } from '@pigeonpost/mx-resolver';
+import { MxError, mtaStsMatchesMx, type MtaStsPolicy, type MxResolver, type MtaStsResolver, type MxRoute } from '@pigeonpost/mx-resolver';
 import { SmtpClientError, type RecipientResult, type SendResult, type SmtpClientLimits, type SmtpSecureMode } from '@pigeonpost/smtp-core';
 import { SmtpClient } from '@pigeonpost/smtp-core/node';
 import { PigeonpostError, silentLogger, type Clock, type Logger } from '@pigeonpost/wire';
@@ -65,6 +65,22 @@ export interface SmtpDelivererOptions {
   /** Clock for the SMTP client's timeouts. Default the system clock. */
   readonly clock?: Clock;
   readonly logger?: Logger;
+  /** Called for every MTA-STS failure, in `enforce` (delivery refused) and `testing` (delivered, reported) mode. */
+  readonly onMtaStsFailure?: (report: MtaStsFailureReport) => void;
+}
+
+/**
+ * An MTA-STS policy was not met (RFC 8461 §5: enforce → the message is not
+ * delivered there; testing → it is delivered anyway and the failure is only
+ * reported). Feed these to logs or to RFC 8460 TLS reports.
+ */
+export interface MtaStsFailureReport {
+  readonly domain: string;
+  readonly mode: 'enforce' | 'testing';
+  /** The MX host concerned, or undefined when no MX matched the policy at all. */
+  readonly mx?: string;
+  readonly reason: 'no-matching-mx' | 'mx-mismatch' | 'starttls-not-offered' | 'tls-failure';
+  readonly detail: string;
 }
 
 export const smtpDelivererDefaults = Object.freeze({
@@ -145,14 +161,24 @@ export class SmtpDeliverer implements Deliverer {
     let secure: SmtpSecureMode = hop?.secure ?? this.#options.tlsPolicy ?? smtpDelivererDefaults.tlsPolicy;
     let verify = hop?.verifyCertificate ?? (secure === 'starttls' || secure === 'implicit');
     let hosts = route.hosts;
+    let stsMode: 'enforce' | 'testing' | undefined;
+    let stsPolicy: MtaStsPolicy | undefined;
     if (hop === undefined && this.#options.mtaSts !== undefined) {
       const sts = await this.#options.mtaSts.resolve(request.domain, { signal: request.signal });
+      if (sts.policy !== undefined && sts.policy.mode !== 'none') {
+        stsMode = sts.policy.mode;
+        stsPolicy = sts.policy;
+      }
       if (sts.enforce && sts.policy !== undefined) {
         const policy = sts.policy;
         hosts = hosts.filter((h) => mtaStsMatchesMx(policy, h.exchange));
         secure = 'starttls';
         verify = true;
-        if (hosts.length === 0) return all('deferred', reply(451, '4.7.5', `MTA-STS policy of ${request.domain} (enforce) matches none of its MX hosts`));
+        if (hosts.length === 0) {
+          const detail = `MTA-STS policy of ${request.domain} (enforce) matches none of its MX hosts`;
+          this.#report({ domain: request.domain, mode: 'enforce', reason: 'no-matching-mx', detail });
+          return all('deferred', reply(451, '4.7.5', detail));
+        }
       }
     }
     if (request.requireTls) {
@@ -187,6 +213,9 @@ export class SmtpDeliverer implements Deliverer {
             });
           } catch (error) {
             const failure = this.#classifyConnectError(error, where, remoteMta);
+            if (stsMode === 'enforce' && (failure.reply.enhanced === '4.7.4' || failure.reply.enhanced === '4.7.5')) {
+              this.#report({ domain: request.domain, mode: 'enforce', mx: host.exchange, reason: failure.reply.enhanced === '4.7.4' ? 'starttls-not-offered' : 'tls-failure', detail: failure.reply.text });
+            }
             if (failure.session) sessions++;
             failures.push(failure);
             continue;
@@ -213,6 +242,11 @@ export class SmtpDeliverer implements Deliverer {
           if (outcome.kind === 'final') return outcome.outcomes;
           failures.push(outcome.failure);
           continue;
+        }
+        if (stsMode === 'testing' && stsPolicy !== undefined) {
+          // Delivered as usual; say what enforce mode would have refused.
+          if (!mtaStsMatchesMx(stsPolicy, host.exchange)) this.#report({ domain: request.domain, mode: 'testing', mx: host.exchange, reason: 'mx-mismatch', detail: `${host.exchange} is not listed in the MTA-STS policy of ${request.domain}` });
+          else if (!client.secure) this.#report({ domain: request.domain, mode: 'testing', mx: host.exchange, reason: 'starttls-not-offered', detail: `${where} was used without TLS` });
         }
         this.#release(key, client);
         return result.recipients.map((r) => {
@@ -280,6 +314,15 @@ export class SmtpDeliverer implements Deliverer {
         return { kind: 'final', outcomes: request.recipients.map((rcpt) => ({ address: rcpt.address, status: 'bounced', reply: reply(553, '5.6.7', `${where} does not support SMTPUTF8, which this message needs`), remoteMta })) };
       default:
         return { kind: 'retry', failure: { reply: serverReply ?? reply(451, '4.4.2', `${where}: ${error.message}`), remoteMta, permanent: false } };
+    }
+  }
+
+  #report(report: MtaStsFailureReport): void {
+    this.#logger.warn({ mtaSts: report }, `MTA-STS (${report.mode}): ${report.detail}`);
+    try {
+      this.#options.onMtaStsFailure?.(report);
+    } catch (error) {
+      this.#logger.error({ err: error }, 'onMtaStsFailure threw');
     }
   }
 

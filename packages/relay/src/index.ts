@@ -1,7 +1,7 @@
 export { Relay, relayDefaults, writeControlRequest } from './relay.js';
 export type { RelayOptions, RelayEvent, ControlRequest } from './relay.js';
 export { SmtpDeliverer, smtpDelivererDefaults } from './delivery.js';
-export type { Deliverer, DeliveryRequest, RecipientOutcome, SmtpDelivererOptions } from './delivery.js';
+export type { Deliverer, DeliveryRequest, RecipientOutcome, SmtpDelivererOptions, MtaStsFailureReport } from './delivery.js';
 export { nextHopFor, domainOf } from './routing.js';
 export type { NextHop, RoutingOptions } from './routing.js';
 export { backoffDelay, retryDefaults } from './schedule.js';

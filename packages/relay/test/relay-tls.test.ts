@@ -11,7 +11,7 @@ import { createMxResolver } from '@pigeonpost/mx-resolver/node';
 import { startTestDnsServer, type TestDnsServer } from '@pigeonpost/mx-resolver/testing';
 import { createSmtpServer, type SmtpServer } from '@pigeonpost/smtp-core/node';
 import { createDevCertificates, createServerTlsOptions } from '@pigeonpost/wire/node';
-import { Relay, SmtpDeliverer } from '../src/index.js';
+import { Relay, SmtpDeliverer, type MtaStsFailureReport } from '../src/index.js';
 
 interface Got {
   readonly host: string;
@@ -45,7 +45,7 @@ async function sink(host: string, tlsFor: string | undefined, ca: { cert: string
 }
 
 beforeAll(async () => {
-  const policy = await createDevCertificates({ hostnames: ['mta-sts.sts.test', 'mta-sts.badcert.test'], ipAddresses: [] });
+  const policy = await createDevCertificates({ hostnames: ['mta-sts.sts.test', 'mta-sts.badcert.test', 'mta-sts.testing.test'], ipAddresses: [] });
   caCert = policy.caCert;
   const ca = { cert: policy.caCert, key: policy.caKey };
   await sink('127.0.0.2', 'mx.sts.test', ca); // STARTTLS, certificate for its MX name
@@ -53,8 +53,9 @@ beforeAll(async () => {
   await sink('127.0.0.4', 'someone-else.test', ca); // STARTTLS, certificate for another name
   policyServer = https.createServer({ key: policy.key, cert: policy.cert }, (req, res) => {
     const host = (req.headers.host ?? '').split(':')[0];
-    const mx = host === 'mta-sts.sts.test' ? 'mx.sts.test' : 'mx.badcert.test';
-    res.writeHead(200, { 'content-type': 'text/plain' }).end(`version: STSv1\nmode: enforce\nmx: ${mx}\nmax_age: 86400\n`);
+    const mx = host === 'mta-sts.sts.test' ? 'mx.sts.test' : host === 'mta-sts.testing.test' ? 'mx.testing.test' : 'mx.badcert.test';
+    const mode = host === 'mta-sts.testing.test' ? 'testing' : 'enforce';
+    res.writeHead(200, { 'content-type': 'text/plain' }).end(`version: STSv1\nmode: ${mode}\nmx: ${mx}\nmax_age: 86400\n`);
   });
   await new Promise<void>((resolve) => policyServer.listen(0, '127.0.0.1', resolve));
   policyPort = (policyServer.address() as AddressInfo).port;
@@ -78,6 +79,10 @@ beforeAll(async () => {
       // opportunistic.test: no policy, an MX with TLS (certificate for another name: fine when opportunistic).
       { name: 'opportunistic.test', type: 'MX', data: { preference: 10, exchange: 'mx.badcert.test' } },
       { name: 'sender.test', type: 'MX', data: { preference: 10, exchange: 'plain.sts.test' } },
+      // testing.test: a policy in testing mode that lists another MX than the one published.
+      { name: 'testing.test', type: 'MX', data: { preference: 10, exchange: 'plain.sts.test' } },
+      { name: '_mta-sts.testing.test', type: 'TXT', data: 'v=STSv1; id=3' },
+      { name: 'mta-sts.testing.test', type: 'A', data: '127.0.0.1' },
     ],
   });
   dir = await mkdtemp(join(tmpdir(), 'pigeonpost-relay-tls-'));
@@ -91,9 +96,11 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+const reports: MtaStsFailureReport[] = [];
+
 async function relayFor(name: string): Promise<Relay> {
   const resolver = createMxResolver({ servers: [dns.address], allowPrivateAddresses: true, families: [4], mtaSts: { port: policyPort, ca: caCert } });
-  const deliverer = new SmtpDeliverer({ mx: resolver.mx, mtaSts: resolver.mtaSts, hostname: 'relay.test', routing: { port }, ca: caCert });
+  const deliverer = new SmtpDeliverer({ mx: resolver.mx, mtaSts: resolver.mtaSts, hostname: 'relay.test', routing: { port }, ca: caCert, onMtaStsFailure: (r) => reports.push(r) });
   return Relay.open({ spoolDir: join(dir, name), deliverer, hostname: 'relay.test', minBackoffMs: 3_600_000 });
 }
 
@@ -133,6 +140,19 @@ describe('relay TLS policy', () => {
       const state = relay.show(id)?.recipients[0];
       expect(state?.status).toBe('deferred');
       expect(state?.lastReply?.enhanced).toBe('4.7.5');
+      expect(reports.filter((r) => r.domain === 'badcert.test')).toEqual([expect.objectContaining({ mode: 'enforce', mx: 'mx.badcert.test', reason: 'tls-failure' })]);
+    } finally {
+      await relay.close();
+    }
+  });
+
+  it('MTA-STS testing: delivers as usual and reports what enforce would refuse', async () => {
+    const relay = await relayFor('testing');
+    try {
+      await relay.enqueue({ from: 'a@sender.test', to: ['t@testing.test'] }, MESSAGE);
+      await relay.idle();
+      expect(received.find((r) => r.to.includes('t@testing.test'))).toMatchObject({ host: '127.0.0.3', secure: false });
+      expect(reports.filter((r) => r.domain === 'testing.test')).toEqual([expect.objectContaining({ mode: 'testing', mx: 'plain.sts.test', reason: 'mx-mismatch' })]);
     } finally {
       await relay.close();
     }
