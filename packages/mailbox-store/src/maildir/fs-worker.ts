@@ -1,14 +1,16 @@
 /**
  * Bulk file operations off the main thread: a `worker_threads` worker that
  * renames files (a STORE on every message of a big folder) and reads small
- * files (MIME structures computed on first use) with synchronous calls, in
- * batches. The event loop stays free for every other session meanwhile, and
+ * files (MIME structures computed on first use; whole messages for read()
+ * and POP3 RETR, straight into one buffer when their sizes are known) with
+ * synchronous calls, in batches. The event loop stays free for every other session meanwhile, and
  * a batch costs one message each way instead of one libuv request, callback
  * and promise per file.
  *
  * The worker's code is plain JavaScript with Node built-ins only, started
  * from a string, so it runs the same from the built package and from the
- * TypeScript sources under test. One worker per store, started on first
+ * TypeScript sources under test. Each store has one for renames, stats and
+ * structure reads, one for message reads, and its parse workers; each started on first
  * use, not keeping the process alive, ended by `close()`.
  */
 import { createRequire } from 'node:module';
@@ -28,6 +30,7 @@ const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
 let mime;
+const probe = new Uint8Array(1);
 parentPort.on('message', (job) => {
   if (job.op === 'rename') {
     const errors = [];
@@ -59,6 +62,38 @@ parentPort.on('message', (job) => {
       try { out[k] = fs.statSync(job.paths[k]).mtimeMs; } catch (e) { out[k] = NaN; }
     }
     parentPort.postMessage({ id: job.id, mtimes: out, errors: [] }, [out.buffer]);
+  } else if (job.op === 'readSized') {
+    // Files whose sizes are known (from ,S=): each read straight into its slot of one buffer,
+    // no fstat and no buffer per file. One byte more is asked for to see the end: a file longer
+    // than its size fails with ESIZE (the caller reads it another way); a shorter one is cut.
+    let total = 0;
+    for (const size of job.sizes) total += size;
+    const out = new Uint8Array(total);
+    const lengths = [];
+    const errors = [];
+    let at = 0;
+    for (let k = 0; k < job.paths.length; k++) {
+      const size = job.sizes[k];
+      let fd = -1;
+      try {
+        fd = fs.openSync(job.paths[k], 'r');
+        let got = 0;
+        while (got < size) {
+          const n = fs.readSync(fd, out, at + got, size - got, got);
+          if (n === 0) break;
+          got += n;
+        }
+        if (got === size && fs.readSync(fd, probe, 0, 1, size) !== 0) { lengths.push(-1); errors.push(k, 'ESIZE'); }
+        else lengths.push(got);
+      } catch (e) {
+        lengths.push(-1);
+        errors.push(k, e && e.code ? e.code : String(e));
+      } finally {
+        if (fd >= 0) try { fs.closeSync(fd); } catch {}
+      }
+      at += size;
+    }
+    parentPort.postMessage({ id: job.id, data: out, lengths, errors }, [out.buffer]);
   } else if (job.op === 'read') {
     const parts = [];
     const lengths = [];
@@ -182,6 +217,25 @@ export class FsWorker {
         at += length;
       }
     }
+    return { files, failures: failures(r.errors) };
+  }
+
+  /**
+   * Read whole files whose sizes are known: `undefined` for one that could
+   * not be read or is longer than `sizes[k]` (code `ESIZE`); one shorter is
+   * returned as it is.
+   */
+  async readSized(paths: readonly string[], sizes: readonly number[]): Promise<{ files: (Buffer | undefined)[]; failures: FsFailure[] }> {
+    if (paths.length === 0) return { files: [], failures: [] };
+    const r = await this.#run({ op: 'readSized', paths, sizes });
+    const data = r.data!;
+    const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    const files: (Buffer | undefined)[] = [];
+    let at = 0;
+    r.lengths!.forEach((length, k) => {
+      files.push(length < 0 ? undefined : buf.subarray(at, at + length));
+      at += sizes[k]!;
+    });
     return { files, failures: failures(r.errors) };
   }
 

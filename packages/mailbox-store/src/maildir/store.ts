@@ -48,7 +48,7 @@ import type {
 import { HIERARCHY_DELIMITER } from '../types.js';
 import { acquireDotlock, writeThroughDotlock } from './dotlock.js';
 import { UniqueNames } from './filename.js';
-import { Folder, INDEX_LOG, makeFolderDirs } from './folder.js';
+import { DEFAULT_READ_AHEAD_BYTES, DEFAULT_WHOLE_READ_BYTES, Folder, INDEX_LOG, makeFolderDirs } from './folder.js';
 import type { FolderContext } from './folder.js';
 import { FsWorker, mimeModulePath } from './fs-worker.js';
 import type { IndexRecord } from './index-log.js';
@@ -77,9 +77,30 @@ export interface MaildirStoreOptions {
    * free. Started on first use. Default 2; 0 parses on the main thread.
    */
   readonly parseWorkers?: number;
+  /**
+   * Message files up to this many bytes (by the `,S=` in their names) are
+   * read whole by `read()` and POP3 RETR: one exact-size buffer, read by a
+   * worker thread in batches, instead of a stream. Larger ones stream in
+   * 64 KiB chunks (memory bounded whatever their size). Default 256 KiB;
+   * 0 streams every file.
+   */
+  readonly wholeReadBytes?: number;
+  /**
+   * When messages are read in UID order (POP3 RETR of every message, IMAP
+   * FETCH 1:*), the next small files of the folder are read ahead, up to
+   * this many bytes per folder (and 128 files) not yet asked for. Default
+   * 1 MiB; 0 reads only what is asked for.
+   */
+  readonly readAheadBytes?: number;
 }
 
 const USER_FILE = 'pigeonpost-user.json';
+
+function nonNegative(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || Number.isNaN(value) || value < 0) throw new RangeError(`option ${name} must be a number >= 0, got ${String(value)}`);
+  return Math.floor(value);
+}
 const SUBSCRIPTIONS = 'subscriptions';
 const POP3_LOCK = 'pigeonpost-pop3.lock';
 const DEFAULT_MAILBOXES: readonly { name: string; specialUse: SpecialUse }[] = [
@@ -121,6 +142,10 @@ class MaildirStore implements MailStore {
   readonly pollIntervalMs: number;
   /** Bulk renames, reads and stats off the main thread (started on first use). */
   readonly fsWorker = new FsWorker();
+  /** Reads of whole small message files (read(), POP3 RETR): its own thread, so they never wait behind a bulk rename. */
+  readonly readWorker = new FsWorker();
+  readonly wholeReadBytes: number;
+  readonly readAheadBytes: number;
   /** Read and parse files for structures computed on first use, off the main thread (both started on first use). */
   readonly parseWorkers: readonly FsWorker[];
   readonly mimePath = mimeModulePath();
@@ -136,6 +161,8 @@ class MaildirStore implements MailStore {
     this.lockStaleTimeoutMs = options.lockStaleTimeoutMs ?? 120_000;
     this.lockTimeoutMs = options.lockTimeoutMs ?? 122_000;
     this.pollIntervalMs = options.pollIntervalMs ?? 1000;
+    this.wholeReadBytes = nonNegative('wholeReadBytes', options.wholeReadBytes, DEFAULT_WHOLE_READ_BYTES);
+    this.readAheadBytes = nonNegative('readAheadBytes', options.readAheadBytes, DEFAULT_READ_AHEAD_BYTES);
     this.parseWorkers = Array.from({ length: Math.max(0, Math.floor(options.parseWorkers ?? 2)) }, () => new FsWorker());
   }
 
@@ -238,7 +265,7 @@ class MaildirStore implements MailStore {
     // Structures computed on first use and not yet logged: appended now, if the lock is free at once;
     // then a checkpoint of each folder's index that changed since its last one.
     await Promise.all([...this.#users.values()].map((u) => u.flushStructures()));
-    await Promise.all([this.fsWorker, ...this.parseWorkers].map((w) => w.close()));
+    await Promise.all([this.fsWorker, this.readWorker, ...this.parseWorkers].map((w) => w.close()));
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -270,6 +297,9 @@ class MaildirUser implements UserMailStore {
       nextUidValidity: () => this.#nextUidValidity(),
       onRecords: (folder, records) => this.#publishRecords(folder, records),
       fsWorker: store.fsWorker,
+      readWorker: store.readWorker,
+      wholeReadBytes: store.wholeReadBytes,
+      readAheadBytes: store.readAheadBytes,
       parseWorkers: store.parseWorkers,
       mimePath: store.mimePath,
     };

@@ -1209,7 +1209,7 @@ export function defineStoreConformance(subject: ConformanceSubject, t: Conforman
           [3, 3, false],
         ]);
         expect(list[0]?.size).toBe(message('pop1', 'line1\r\nline2\r\nline3\r\n').length);
-        for (const m of list) expect(/^[0-9A-F]{16}$/.test(m.uidl)).toBe(true);
+        for (const m of list) expect(/^[0-9a-f]{16}$/.test(m.uidl)).toBe(true);
         expect(new Set(list.map((m) => m.uidl)).size).toBe(3);
         await drop.release();
       });

@@ -1,0 +1,185 @@
+// read() and POP3 reads: small files whole through the read worker (batched, read ahead in UID
+// order), large files streamed in bounded chunks, and the same answers as the files hold.
+import { mkdtemp, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { FsWorker } from '../src/maildir/fs-worker.js';
+import { createMaildirStore } from '../src/maildir/index.js';
+import type { MaildirStoreOptions } from '../src/maildir/index.js';
+import type { MailStore } from '../src/types.js';
+
+const USER = 'reader';
+
+function body(i: number, bytes = 900): Buffer {
+  const head = `From: a${i}@example.net\r\nSubject: read ${i}\r\n\r\n`;
+  let text = '';
+  while (text.length < bytes) text += `line ${i} ${text.length}\r\n`;
+  return Buffer.from(head + text, 'latin1');
+}
+
+async function collect(it: AsyncIterable<Uint8Array>): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = [];
+  for await (const c of it) out.push(c);
+  return out;
+}
+const joined = (chunks: readonly Uint8Array[]): Buffer => Buffer.concat(chunks);
+
+describe('Maildir read path', () => {
+  let root: string;
+  const stores: MailStore[] = [];
+  const open = (options: Partial<MaildirStoreOptions> = {}): MailStore => {
+    const s = createMaildirStore({ root, fsync: false, ...options });
+    stores.push(s);
+    return s;
+  };
+  /** The message files of INBOX, by UID order (delivery order). */
+  const files = async (): Promise<string[]> => {
+    const dir = join(root, USER, 'Maildir');
+    const out: string[] = [];
+    for (const d of ['new', 'cur']) for (const f of await readdir(join(dir, d))) out.push(join(dir, d, f));
+    return out.sort((a, b) => Number(/Q(\d+)/.exec(a)?.[1] ?? 0) - Number(/Q(\d+)/.exec(b)?.[1] ?? 0));
+  };
+  const fill = async (count: number, size?: (i: number) => number): Promise<Buffer[]> => {
+    const s = open();
+    await s.createUser(USER, { mailboxes: [] });
+    const bodies: Buffer[] = [];
+    for (let i = 1; i <= count; i++) {
+      const b = body(i, size?.(i));
+      bodies.push(b);
+      await s.deliver({ user: USER, body: b });
+    }
+    await s.close();
+    return bodies;
+  };
+
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'pp-read-'));
+  });
+  afterEach(async () => {
+    vi.restoreAllMocks();
+    for (const s of stores.splice(0)) await s.close();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('reads every message in UID order with the bytes of its file, each small one as one exact chunk, through few worker batches', async () => {
+    const bodies = await fill(80);
+    const reads = vi.spyOn(FsWorker.prototype, 'readSized');
+    const store = open();
+    const h = await (await store.user(USER)).open('INBOX');
+    const uids = h.messages().map((m) => m.uid);
+    expect(uids).toHaveLength(80);
+    for (const [k, uid] of uids.entries()) {
+      const chunks = await collect(h.read(uid));
+      expect(chunks).toHaveLength(1);
+      expect(Buffer.from(chunks[0]!)).toEqual(bodies[k]);
+    }
+    // One worker message per batch of files, not one per file: read ahead in order.
+    const asked = reads.mock.calls.map((c) => c[0].length);
+    expect(asked.reduce((a, b) => a + b, 0)).toBe(80);
+    expect(reads.mock.calls.length).toBeLessThan(20);
+    await h.close();
+  });
+
+  it('keeps what it reads ahead under readAheadBytes, and reads only what is asked for with readAheadBytes 0', async () => {
+    await fill(40, () => 1000);
+    const reads = vi.spyOn(FsWorker.prototype, 'readSized');
+    const store = open({ readAheadBytes: 5000 });
+    const h = await (await store.user(USER)).open('INBOX');
+    const uids = h.messages().map((m) => m.uid);
+    await collect(h.read(uids[0]!));
+    await collect(h.read(uids[1]!));
+    await new Promise((r) => setImmediate(r));
+    const requested = reads.mock.calls.reduce((a, c) => a + c[0].length, 0);
+    // Files are ~1.05 KB: the two asked for, plus at most 5000 bytes' worth ahead (one file may cross it).
+    expect(requested).toBeGreaterThan(2);
+    expect(requested).toBeLessThanOrEqual(2 + 5 + 1);
+    await h.close();
+
+    reads.mockClear();
+    const none = open({ readAheadBytes: 0 });
+    const h2 = await (await none.user(USER)).open('INBOX');
+    for (const uid of uids.slice(0, 10)) await collect(h2.read(uid));
+    expect(reads.mock.calls.map((c) => c[0].length)).toEqual(Array.from({ length: 10 }, () => 1));
+    await h2.close();
+  });
+
+  it('serves byte ranges of small files and of streamed ones alike', async () => {
+    const bodies = await fill(3);
+    for (const options of [{}, { wholeReadBytes: 0 }]) {
+      const store = open(options);
+      const h = await (await store.user(USER)).open('INBOX');
+      const uid = h.messages()[1]!.uid;
+      const b = bodies[1]!;
+      expect(joined(await collect(h.read(uid, { start: 10, end: 50 })))).toEqual(b.subarray(10, 50));
+      expect(joined(await collect(h.read(uid, { start: 0, end: b.length + 100 })))).toEqual(b);
+      expect(joined(await collect(h.read(uid, { start: b.length - 5, end: b.length + 5 })))).toEqual(b.subarray(b.length - 5));
+      expect(await collect(h.read(uid, { start: b.length + 1, end: b.length + 9 }))).toEqual([]);
+      expect(await collect(h.read(uid, { start: 7, end: 7 }))).toEqual([]);
+      await h.close();
+    }
+  });
+
+  it('streams a file larger than wholeReadBytes in chunks of at most 64 KiB', async () => {
+    const bodies = await fill(2, (i) => (i === 2 ? 300 * 1024 : 500));
+    const store = open({ wholeReadBytes: 256 * 1024 });
+    const h = await (await store.user(USER)).open('INBOX');
+    const uid = h.messages()[1]!.uid;
+    const chunks = await collect(h.read(uid));
+    expect(chunks.length).toBeGreaterThanOrEqual(5);
+    for (const c of chunks) expect(c.length).toBeLessThanOrEqual(64 * 1024);
+    expect(joined(chunks)).toEqual(bodies[1]);
+    await h.close();
+  });
+
+  it('finds a file another process renamed, and says ERR_STORE_NO_SUCH_MESSAGE for one it removed', async () => {
+    const bodies = await fill(4);
+    const store = open();
+    const h = await (await store.user(USER)).open('INBOX');
+    const uids = h.messages().map((m) => m.uid);
+    const paths = await files();
+    // Another program moves message 2 to cur/ with a flag, and removes message 3.
+    const dir = join(root, USER, 'Maildir');
+    const base2 = paths[1]!.split('/').pop()!.replace(/:2,.*$/, '');
+    await rename(paths[1]!, join(dir, 'cur', `${base2}:2,S`));
+    await unlink(paths[2]!);
+    expect(joined(await collect(h.read(uids[1]!)))).toEqual(bodies[1]);
+    await expect(collect(h.read(uids[2]!))).rejects.toMatchObject({ code: 'ERR_STORE_NO_SUCH_MESSAGE' });
+    expect(joined(await collect(h.read(uids[3]!)))).toEqual(bodies[3]);
+    expect(await readFile(join(dir, 'cur', `${base2}:2,S`))).toEqual(bodies[1]);
+    await h.close();
+  });
+
+  it('gives a file’s real bytes when its ,S= size is wrong (longer or shorter)', async () => {
+    await fill(2);
+    const store = open();
+    const h = await (await store.user(USER)).open('INBOX');
+    const uids = h.messages().map((m) => m.uid);
+    const paths = await files();
+    const longer = Buffer.concat([body(1), Buffer.from('more bytes than the name says\r\n')]);
+    const shorter = body(2).subarray(0, 100);
+    await writeFile(paths[0]!, longer);
+    await writeFile(paths[1]!, shorter);
+    expect(joined(await collect(h.read(uids[0]!)))).toEqual(longer);
+    expect(joined(await collect(h.read(uids[1]!)))).toEqual(shorter);
+    await h.close();
+  });
+
+  it('reads a POP3 maildrop in order with the same bytes, and fails a message expunged meanwhile', async () => {
+    const bodies = await fill(30);
+    const store = open();
+    const user = await store.user(USER);
+    const drop = await user.openPop3();
+    const h = await user.open('INBOX');
+    // Read ahead by the first RETRs, then expunged by IMAP before its RETR.
+    const got: Buffer[] = [];
+    for (const m of drop.messages().slice(0, 3)) got.push(joined(await collect(drop.read(m.number))));
+    expect(got).toEqual(bodies.slice(0, 3));
+    await h.setFlags([drop.messages()[4]!.uid], { mode: 'add', flags: ['\\Deleted'] });
+    await h.expunge();
+    await expect(collect(drop.read(5))).rejects.toMatchObject({ code: 'ERR_STORE_NO_SUCH_MESSAGE' });
+    for (const m of drop.messages().slice(5)) expect(joined(await collect(drop.read(m.number)))).toEqual(bodies[m.number - 1]);
+    await h.close();
+    await drop.release();
+  });
+});
