@@ -42,6 +42,14 @@ const updateChannel = channel(pop3Channels.update);
 const fatalUtf8 = new TextDecoder('utf-8', { fatal: true });
 /** Flush a message body to the transport once this much is buffered. */
 const BODY_FLUSH_BYTES = 64 * 1024;
+/**
+ * Between pipelined responses, buffered output is written once it reaches
+ * this much: the client gets the first answers (and sends its next
+ * commands) while the later ones are read, instead of one burst per batch.
+ */
+const RESPONSE_FLUSH_BYTES = 16 * 1024;
+/** Before waiting for a message not read yet, buffered output is written when it is at least this much (smaller groups stay one write). */
+const WAIT_FLUSH_BYTES = 4 * 1024;
 /** How much of a message is read ahead for a pipelined RETR/TOP. */
 const PREFETCH_BYTES = 64 * 1024;
 
@@ -49,6 +57,8 @@ const PREFETCH_BYTES = 64 * 1024;
 interface Prefetch {
   readonly iterator: AsyncIterator<Uint8Array>;
   readonly head: Promise<{ chunks: Uint8Array[]; done: boolean }>;
+  /** True once `head` has settled (awaiting it then costs no wait). */
+  settled?: boolean;
 }
 
 function prefetchKey(n: number, lines: number | undefined): string {
@@ -77,9 +87,13 @@ function startPrefetch(maildrop: Pop3ServerMaildrop, n: number, lines: number | 
       if (size >= bytes) return { chunks, done: false };
     }
   })();
+  const prefetch: Prefetch = { iterator, head };
   // Read ahead of its turn: its failure is reported when the command is handled, never as an unhandled rejection.
-  head.catch(() => undefined);
-  return { iterator, head };
+  head.then(
+    () => (prefetch.settled = true),
+    () => (prefetch.settled = true),
+  );
+  return prefetch;
 }
 
 let sessionCounter = 0;
@@ -679,6 +693,8 @@ export class Pop3ServerSession {
     this.prefetched.delete(key);
     this.readAhead(maildrop);
     ahead ??= startPrefetch(maildrop, n, lines, 0);
+    // About to wait for the file system: what earlier commands produced goes out meanwhile.
+    if (ahead.settled !== true && this.outBytes >= WAIT_FLUSH_BYTES) this.flush();
     let head: { chunks: Uint8Array[]; done: boolean };
     try {
       head = await ahead.head;
@@ -719,6 +735,7 @@ export class Pop3ServerSession {
       return false;
     }
     this.writeBytes(encoder.end());
+    if (this.outBytes >= RESPONSE_FLUSH_BYTES && !this.flush()) await this.transport.drain();
     return true;
   }
 
