@@ -699,7 +699,14 @@ export class Folder {
     // counter a client may have cached from before (which grows by one per
     // change, far slower than the clock), and above what is left of the old index.
     const floor = Math.max(this.#ctx.clock.now(), this.index.highestModSeq + 1, 1);
-    this.#ctx.logger.warn({ path: this.path, floor }, 'rebuilding the Pigeonpost index of a Maildir folder');
+    // A folder that never had an index (new, or written by other programs only) is indexed as a
+    // matter of course; one whose index was there but unusable (damaged, replaced) is worth a warning.
+    const existed = await stat(join(this.path, INDEX_LOG)).then(
+      () => true,
+      () => false,
+    );
+    if (existed) this.#ctx.logger.warn({ path: this.path, floor }, 'rebuilding the Pigeonpost index of a Maildir folder');
+    else this.#ctx.logger.debug({ path: this.path, floor }, 'indexing a Maildir folder for the first time');
     const header: IndexRecord = { t: 'H', v: 1, uv: uidValidity, floor };
     this.index.reset();
     this.index.apply(header);

@@ -151,6 +151,8 @@ export class SmtpServerSession {
   private bdatDiscardAnswer: (() => void) | undefined;
   private transfer: Transfer | undefined;
   private dataTimer: TimerHandle | undefined;
+  /** When the body in transfer times out (clock ms); 0 when no body is in transfer. */
+  private dataDeadline = 0;
   private saslSession: SaslServerSession | undefined;
 
   private readonly input: Uint8Array[] = [];
@@ -839,13 +841,28 @@ export class SmtpServerSession {
     void result.then(() => body.detach());
     this.transfer = { body, result, failure: undefined, size: 0, skipLf: false };
     if (this.limits.dataTimeoutMs > 0) {
-      this.dataTimer = this.clock.setTimeout(() => this.dataTimeout(), this.limits.dataTimeoutMs);
+      this.dataDeadline = this.clock.now() + this.limits.dataTimeoutMs;
+      // One timer serves message after message: it is not cleared when a body
+      // ends, and when it fires for an earlier body it sleeps for what is left
+      // of this one (no setTimeout/clearTimeout pair per message).
+      this.dataTimer ??= this.clock.setTimeout(() => this.dataTimeout(), this.limits.dataTimeoutMs);
     }
+  }
+
+  /** The body has been read (or the transaction is gone): no data timeout until the next one. */
+  private stopDataTimer(): void {
+    this.dataDeadline = 0;
   }
 
   private dataTimeout(): void {
     this.dataTimer = undefined;
-    if (this.phase === 'closed') return;
+    if (this.phase === 'closed' || this.dataDeadline === 0) return;
+    const left = this.dataDeadline - this.clock.now();
+    if (left > 0) {
+      this.dataTimer = this.clock.setTimeout(() => this.dataTimeout(), left);
+      return;
+    }
+    this.dataDeadline = 0;
     const error = serverErr('ERR_SMTP_DATA_TIMEOUT', 421, '4.4.2', `${this.hostname} Timeout receiving the message, closing connection`);
     this.transfer?.body.fail(error);
     this.reply({ code: 421, enhanced: '4.4.2', text: error.message });
@@ -995,10 +1012,7 @@ export class SmtpServerSession {
 
   /** The body is complete: wait for `onData`, then answer (RFC 5321 §4.1.1.4; RFC 2033 §4.2 for LMTP). */
   private async completeMessage(transfer: Transfer): Promise<void> {
-    if (this.dataTimer !== undefined) {
-      this.clock.clearTimeout(this.dataTimer);
-      this.dataTimer = undefined;
-    }
+    this.stopDataTimer();
     if (transfer.failure === undefined) transfer.body.end();
     this.pause();
     const outcome = await transfer.result;
@@ -1042,10 +1056,7 @@ export class SmtpServerSession {
       this.transfer.body.fail(new SmtpError('ERR_SMTP_STATE', 'Transaction reset', { side: 'remote' }));
       this.transfer = undefined;
     }
-    if (this.dataTimer !== undefined) {
-      this.clock.clearTimeout(this.dataTimer);
-      this.dataTimer = undefined;
-    }
+    this.stopDataTimer();
     this.tx = undefined;
     if (this.state !== 'fresh') this.state = 'greeted';
   }
@@ -1127,7 +1138,9 @@ export class SmtpServerSession {
     this.phase = 'closed';
     if (flush) this.flush();
     this.out = '';
+    this.dataDeadline = 0;
     if (this.dataTimer !== undefined) this.clock.clearTimeout(this.dataTimer);
+    this.dataTimer = undefined;
     this.transfer?.body.fail(new SmtpError('ERR_SMTP_CONNECTION_LOST', 'Session closed', { side: 'none' }));
     this.saslSession?.cancel();
     this.input.length = 0;

@@ -370,6 +370,40 @@ describe('hooks and "nothing lost"', () => {
     expect(t.take()).toMatch(/^421 4\.4\.2 /);
     expect(t.isClosed()).toBe(true);
   });
+
+  it('the DATA timeout runs from the start of each body, not from an earlier one (one timer, re-armed lazily)', async () => {
+    const clock = new VirtualClock(0);
+    const t = await createSmtpTestSession({ ...receiver(), clock, dataTimeoutMs: 60_000 });
+    t.take();
+    await t.send(EHLO);
+    expect(await t.send('MAIL FROM:<a@client.example>\r\nRCPT TO:<b@example.org>\r\nDATA\r\nfirst\r\n.\r\n')).toMatch(/250 2\.0\.0/);
+    clock.advance(50_000);
+    await t.send('MAIL FROM:<a@client.example>\r\nRCPT TO:<b@example.org>\r\nDATA\r\npart');
+    // The first body's deadline passes: the second body, 10 s old, is not timed out.
+    clock.advance(10_000);
+    await new Promise((r) => setImmediate(r));
+    expect(t.take()).toBe('');
+    expect(t.isClosed()).toBe(false);
+    clock.advance(49_999);
+    await new Promise((r) => setImmediate(r));
+    expect(t.take()).toBe('');
+    clock.advance(1);
+    await new Promise((r) => setImmediate(r));
+    expect(t.take()).toMatch(/^421 4\.4\.2 /);
+    expect(t.isClosed()).toBe(true);
+  });
+
+  it('no DATA timeout once the body is read, however long the session stays', async () => {
+    const clock = new VirtualClock(0);
+    const t = await createSmtpTestSession({ ...receiver(), clock, dataTimeoutMs: 60_000 });
+    t.take();
+    await t.send(EHLO);
+    expect(await t.send('MAIL FROM:<a@client.example>\r\nRCPT TO:<b@example.org>\r\nDATA\r\nx\r\n.\r\n')).toMatch(/250 2\.0\.0/);
+    clock.advance(600_000);
+    await new Promise((r) => setImmediate(r));
+    expect(t.isClosed()).toBe(false);
+    expect(await t.send('NOOP\r\n')).toMatch(/^250 /);
+  });
 });
 
 describe('LMTP (RFC 2033)', () => {

@@ -264,34 +264,43 @@ export class DataDecoder implements Iterable<DataDecoderEvent> {
           }
           break;
         case 'mid': {
-          // One native search for the next LF; CRs before it are counted with
-          // native searches too (usually the only one is right before the LF).
-          // The next CR's position is remembered across lines: searching again
-          // from each line start would rescan a CR-free chunk once per line.
-          const lf = buf.indexOf(LF, pos);
-          const stop = lf === -1 ? len : lf;
-          if (nextCr !== -1 && nextCr < pos) nextCr = buf.indexOf(CR, pos);
-          while (nextCr !== -1 && nextCr < stop - 1) {
-            this.#bareCr++;
-            nextCr = buf.indexOf(CR, nextCr + 1);
+          // Line after line without going back through the switch: one native
+          // search for the next LF, the CR before it checked by position, the
+          // next CR searched only once passed (remembered across lines, so a
+          // chunk is scanned once per byte value, not once per line), and
+          // only a line start holding a period goes through 'start'. Lines
+          // with a bare CR or LF take the same loop, counted exactly.
+          for (;;) {
+            const lf = buf.indexOf(LF, pos);
+            const stop = lf === -1 ? len : lf;
+            if (nextCr !== -1 && nextCr < pos) nextCr = buf.indexOf(CR, pos);
+            while (nextCr !== -1 && nextCr < stop - 1) {
+              this.#bareCr++;
+              nextCr = buf.indexOf(CR, nextCr + 1);
+            }
+            if (lf === -1) {
+              this.#lineLength += len - pos;
+              state = buf[len - 1] === CR ? 'cr' : 'mid';
+              pos = len;
+              continue scan;
+            }
+            if (lf > pos && buf[lf - 1] === CR) {
+              this.#endLine(lf + 1 - pos);
+              pos = lf + 1;
+              // A line start: a period there goes through 'start'.
+              if (pos === len || buf[pos] === DOT) {
+                state = 'start';
+                continue scan;
+              }
+            } else {
+              // A bare LF does not end a line (RFC 5321 §2.3.8): a period after
+              // it is body text, not stuffing and not an end.
+              this.#bareLf++;
+              this.#lineLength += lf + 1 - pos;
+              pos = lf + 1;
+              if (pos === len) continue scan;
+            }
           }
-          if (lf === -1) {
-            this.#lineLength += len - pos;
-            state = buf[len - 1] === CR ? 'cr' : 'mid';
-            pos = len;
-            break;
-          }
-          if (lf > pos && buf[lf - 1] === CR) {
-            this.#endLine(lf + 1 - pos);
-            state = 'start';
-          } else {
-            // A bare LF does not end a line (RFC 5321 §2.3.8): a period after
-            // it is body text, not stuffing and not an end.
-            this.#bareLf++;
-            this.#lineLength += lf + 1 - pos;
-          }
-          pos = lf + 1;
-          break;
         }
         case 'end':
         case 'done':

@@ -304,6 +304,38 @@ describe('DATA codec: properties', () => {
     );
   });
 
+  // The decoder's line loop (one LF search per line, the next CR remembered across lines): bodies
+  // of many KiB, mostly clean lines with the odd hostile sequence, cut anywhere, so that searches,
+  // a remembered CR far ahead of the next LF, and line starts fall on and across chunk ends.
+  it('large bodies agree with the reference model (a simple line-by-line decoder) for random splits', () => {
+    const clean = fc.integer({ min: 0, max: 120 }).map((n) => `${'x'.repeat(n)}\r\n`);
+    const odd = fc.constantFrom('.\r\n', '..x\r\n', '\n.\n', '\r.\r', '\r\n.\r\r\n', 'a\rb', 'a\nb', '\r\n.\0\r\n', `${'y'.repeat(3000)}\r`, `${'z'.repeat(5000)}\n`);
+    const line = fc.oneof({ weight: 12, arbitrary: clean }, { weight: 1, arbitrary: odd });
+    const big = fc.tuple(fc.array(line, { minLength: 20, maxLength: 400 }), fc.constantFrom('', '\r\n.\r\n', '\r\n.\r\nMAIL FROM:<a@b>\r\n' + 'p'.repeat(9000))).map(([lines, tail]) => b(lines.join('') + tail));
+    const bigCuts = fc.array(fc.nat({ max: 60_000 }), { maxLength: 8 });
+    const bigLimits = fc.record({ maxDataBytes: fc.integer({ min: 0, max: 60_000 }), maxDataLineLength: fc.integer({ min: 2, max: 1000 }) });
+    fc.assert(
+      fc.property(big, bigCuts, bigLimits, (wire, points, opts) => {
+        const expected = model(wire, opts.maxDataBytes, opts.maxDataLineLength);
+        const whole = run([wire], opts);
+        if (expected.length > 0) expect(whole).toEqual(expected);
+        else expect(whole.some((e) => e.type === 'end')).toBe(false);
+        expect(run(split(wire, points), opts)).toEqual(whole);
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('a chunk holding a small body and much more is decoded to its end, leftover intact', () => {
+    const rest = `MAIL FROM:<a@b>\r\n${'q'.repeat(100_000)}\r\n`;
+    const wire = b(`hi\r\n..dot\r\n.\r\n${rest}`);
+    expect(run([wire])).toEqual([
+      { type: 'data', data: 'hi\r\n.dot\r\n' },
+      { type: 'end', size: 10, tooLarge: false, bareCr: 0, bareLf: 0, longLines: 0 },
+      { type: 'leftover', data: rest },
+    ]);
+  });
+
   it('returns events or a protocol error, nothing else, on arbitrary bytes', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 400 }), cuts, fc.nat({ max: 50 }), (data, points, maxDataBytes) => {
