@@ -7,7 +7,8 @@
  */
 import type { Clock } from '@pigeonpost/wire';
 import { Secret } from '@pigeonpost/wire';
-import { VirtualClock } from '@pigeonpost/wire/testing';
+import { createSessionHarness, runTranscript, VirtualClock } from '@pigeonpost/wire/testing';
+import type { SessionHarness, TranscriptResult } from '@pigeonpost/wire/testing';
 import { pop3Reply } from '../errors.js';
 import { createPop3ServerSession } from '../server/session.js';
 import type { Pop3ServerSession } from '../server/session.js';
@@ -144,143 +145,38 @@ export interface Pop3TestSessionOptions extends Omit<Pop3ServerSessionOptions, '
   readonly autoTls?: boolean;
 }
 
-export interface Pop3TestSession {
+/** The session, its backend and clock, and wire's `SessionHarness` calls (`settle` lets backend work finish). */
+export interface Pop3TestSession extends Pick<SessionHarness, 'writes' | 'events' | 'isClosed' | 'take' | 'send' | 'settle'> {
   readonly session: Pop3ServerSession;
   readonly backend: Pop3Backend;
   readonly clock: Clock;
-  /** Every `transport.write`, as text, in order. */
-  readonly writes: string[];
-  /** Transport events other than writes, in order. */
-  readonly events: ('startTls' | 'close' | 'pause' | 'resume')[];
-  readonly isClosed: () => boolean;
-  /** Everything written since the last `take()`, and forget it. */
-  take(): string;
-  /** Send bytes (optionally one byte per `receive`), wait until the session is idle, and return what it wrote. */
-  send(data: string | Uint8Array, options?: { byteByByte?: boolean }): Promise<string>;
-  /** Let pending backend work finish; return what was written meanwhile. */
-  settle(): Promise<string>;
 }
 
-/** Start a session on an in-memory transport; the greeting is in `take()`. */
+/** Start a session on an in-memory transport (wire's `createSessionHarness`); the greeting is in `take()`. */
 export function createPop3TestSession(options: Pop3TestSessionOptions = {}): Pop3TestSession {
   const clock = options.clock ?? new VirtualClock(0);
   const backend = options.backend ?? createMemoryPop3Backend();
-  const writes: string[] = [];
-  const events: Pop3TestSession['events'] = [];
-  let pending = '';
-  let closed = false;
+  const harness = createSessionHarness(options.autoTls === undefined ? {} : { autoTls: options.autoTls });
   const connection: Pop3ConnectionInfo = { remoteAddress: '192.0.2.1', remotePort: 40000, startTlsAvailable: true, ...options.connection };
-  const session: Pop3ServerSession = createPop3ServerSession(
-    { ...options, backend, clock },
-    {
-      write: (bytes) => {
-        const text = Buffer.from(bytes).toString('utf8');
-        writes.push(text);
-        pending += text;
-        return true;
-      },
-      drain: () => Promise.resolve(),
-      startTls: () => {
-        events.push('startTls');
-        if (options.autoTls !== false) queueMicrotask(() => session.tlsEstablished());
-      },
-      close: () => {
-        closed = true;
-        events.push('close');
-      },
-      pause: () => events.push('pause'),
-      resume: () => events.push('resume'),
-    },
-    connection,
-  );
+  const session: Pop3ServerSession = createPop3ServerSession({ ...options, backend, clock }, harness.transport, connection);
+  harness.attach(session);
   session.start();
-  const tick = (): Promise<void> => new Promise<void>((resolve) => setImmediate(resolve));
-  const settle = async (): Promise<void> => {
-    // The backend resolves on the microtask queue; let it run, but do not wait
-    // for the (virtual) clock: the failed-login delay waits for the test to advance it.
-    for (let i = 0; i < 5; i++) {
-      await tick();
-      while (session.busy && !session.waitingForClock) await tick();
-    }
-  };
-  const takeOut = (): string => {
-    const out = pending;
-    pending = '';
-    return out;
-  };
-  return {
-    session,
-    backend,
-    clock,
-    writes,
-    events,
-    isClosed: () => closed,
-    take: takeOut,
-    async send(data, sendOptions = {}) {
-      const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-      if (sendOptions.byteByByte === true) {
-        for (let i = 0; i < bytes.length; i++) {
-          session.receive(bytes.subarray(i, i + 1));
-          await Promise.race([session.whenIdle(), tick()]);
-        }
-      } else {
-        session.receive(bytes);
-      }
-      await settle();
-      return takeOut();
-    },
-    async settle() {
-      await settle();
-      return takeOut();
-    },
-  };
+  const { writes, events, isClosed, take, send, settle } = harness;
+  return { session, backend, clock, writes, events, isClosed, take, send, settle };
 }
 
-export interface Pop3TranscriptResult {
-  /** The expected server lines; wildcard lines (`*`) replaced by the actual line they matched. */
-  readonly expected: readonly string[];
-  readonly actual: readonly string[];
-}
+/** The result of `runPop3Transcript` (wire's `TranscriptResult`). */
+export type Pop3TranscriptResult = TranscriptResult;
 
 /**
- * Run a `C:`/`S:` transcript against a fresh session. Consecutive `C:` lines
- * are sent as one pipelined chunk (each followed by CRLF), or one byte at a
- * time with `byteByByte`; consecutive `S:` lines are the lines expected next.
- * In an `S:` line, `*` matches any text. Compare `expected` with `actual`.
+ * Run a `C:`/`S:` transcript against a fresh session (wire's `runTranscript`;
+ * `*` also matches a bare LF inside a line). Consecutive `C:` lines are sent
+ * as one pipelined chunk (each followed by CRLF), or one byte at a time with
+ * `byteByByte`; consecutive `S:` lines are the lines expected next. Compare
+ * `expected` with `actual`.
  */
 export async function runPop3Transcript(transcript: string, options: Pop3TestSessionOptions = {}, runOptions: { byteByByte?: boolean } = {}): Promise<Pop3TranscriptResult> {
-  const t = createPop3TestSession(options);
-  const expected: string[] = [];
-  const actual: string[] = [];
-  const queue: string[] = [];
-  const collect = (text: string): void => {
-    for (const line of text.split('\r\n').slice(0, -1)) queue.push(line);
-  };
-  collect(t.take());
-  const lines = transcript.split('\n').map((l) => l.replace(/\r$/, '').replace(/^\s+/, ''));
-  let i = 0;
-  while (i < lines.length) {
-    const line = lines[i] ?? '';
-    if (line.startsWith('C:')) {
-      let chunk = '';
-      while (i < lines.length && (lines[i] ?? '').startsWith('C:')) {
-        chunk += (lines[i] ?? '').slice(3) + '\r\n';
-        i++;
-      }
-      collect(await t.send(chunk, runOptions));
-      continue;
-    }
-    if (line.startsWith('S:')) {
-      const want = line.slice(3);
-      const got = queue.shift() ?? '<nothing>';
-      const pattern = new RegExp('^' + want.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*') + '$', 's');
-      expected.push(want.includes('*') && pattern.test(got) ? got : want);
-      actual.push(got);
-    }
-    i++;
-  }
-  for (const extra of queue) actual.push(extra);
-  return { expected, actual };
+  return runTranscript(createPop3TestSession(options), transcript, { ...runOptions, wildcardMatchesLineFeed: true });
 }
 
 /** An in-memory transport pair end for the client side. */

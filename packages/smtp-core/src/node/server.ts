@@ -2,57 +2,43 @@
  * The Node adapter of the SMTP server: the only layer that touches sockets,
  * TLS and timers. It runs wire's listener (limits, idle timeout, PROXY,
  * implicit TLS, graceful close) and plugs one `SmtpServerSession` per
- * connection into its socket.
+ * connection into its socket with wire's `bindSessionSocket`.
  */
 import { createHash } from 'node:crypto';
 import { BlockList, isIPv6 } from 'node:net';
 import type * as net from 'node:net';
 import type * as tls from 'node:tls';
-import { createListener, systemClock, upgradeServerSocket } from '@pigeonpost/wire/node';
-import type { Connection, Listener, ProxyProtocolOptions } from '@pigeonpost/wire/node';
+import { bindSessionSocket, createSessionServer, systemClock } from '@pigeonpost/wire/node';
+import type { CloseOptions, Connection, RejectInfo, SessionServer, SessionServerOptions } from '@pigeonpost/wire/node';
 import { silentLogger } from '@pigeonpost/wire';
 import type { ChannelBinding } from '@pigeonpost/wire';
 import { SmtpError } from '../errors.js';
 import { resolveSmtpLimits } from '../limits.js';
 import type { SmtpListenerLimits } from '../limits.js';
 import { createSmtpServerSession } from '../server/session.js';
-import type { SmtpServerSession } from '../server/session.js';
 import type { SmtpServerSessionOptions } from '../server/types.js';
 
 /** How long a closed session's socket may wait for the peer to close its side. */
 const GOODBYE_TIMEOUT_MS = 5000;
 
-export interface SmtpServerOptions extends Omit<SmtpServerSessionOptions, 'clock'>, Partial<SmtpListenerLimits> {
-  /**
-   * TLS options (from wire's `createServerTlsOptions`). With `secure: false`
-   * (the default) they enable STARTTLS; with `secure: true` every connection
-   * is implicit TLS (port 465, RFC 8314).
-   */
-  readonly tls?: tls.TlsOptions;
-  /** Implicit TLS. Needs `tls`. Default false. */
-  readonly secure?: boolean;
-  /** Read a PROXY v1/v2 header from these proxies first (haproxy's proxy-protocol.txt). Default off. */
-  readonly proxyProtocol?: ProxyProtocolOptions;
-  /** Offer Postfix's XCLIENT to clients in these networks (IPs and CIDRs). Default off. */
-  readonly xclient?: { readonly trustedNetworks: readonly string[] };
-  /** How long `close()` waits for sessions, in ms (wire's `closeTimeoutMs`, default 30000). */
-  readonly closeTimeoutMs?: number;
-  /** Default: wire's `systemClock`. */
-  readonly clock?: SmtpServerSessionOptions['clock'];
-  /** A name for logs and diagnostics. Default `'smtp'`. */
-  readonly name?: string;
+/** A SMTP server: wire's `SessionServer` (`listen`, `address`, `listener`, `await using`). */
+export interface SmtpServer extends SessionServer {
+  /** Graceful close: stop accepting, let each session finish its command or message, say 421, close. */
+  close(options?: CloseOptions): Promise<void>;
 }
 
-export interface SmtpServer {
-  /** Bind an address (call again to bind several). Port 0 picks a free port. */
-  listen(options: { host?: string; port: number }): Promise<net.AddressInfo>;
-  /** The first bound address. */
-  address(): net.AddressInfo | undefined;
-  /** Graceful close: stop accepting, let each session finish its command or message, say 421, close. */
-  close(options?: { timeoutMs?: number }): Promise<void>;
-  /** The listener underneath (stats, connections). */
-  readonly listener: Listener;
-  [Symbol.asyncDispose](): Promise<void>;
+/**
+ * Session options, listener limits, and wire's `SessionServerOptions`: `tls`
+ * (enables STARTTLS, or implicit TLS on port 465 with `secure: true`),
+ * `proxyProtocol`, `closeTimeoutMs` (default 30000), `clock` and `name`
+ * (default `'smtp'`).
+ */
+export interface SmtpServerOptions
+  extends Omit<SmtpServerSessionOptions, 'clock'>,
+    Partial<SmtpListenerLimits>,
+    Pick<SessionServerOptions, 'tls' | 'secure' | 'proxyProtocol' | 'closeTimeoutMs' | 'clock' | 'name'> {
+  /** Offer Postfix's XCLIENT to clients in these networks (IPs and CIDRs). Default off. */
+  readonly xclient?: { readonly trustedNetworks: readonly string[] };
 }
 
 /** Create an SMTP, submission or LMTP server on wire's listener. */
@@ -68,115 +54,37 @@ export function createSmtpServer(options: SmtpServerOptions): SmtpServer {
   validateSessionOptions(sessionOptions);
 
   const onConnection = (connection: Connection): Promise<void> => {
-    const socket = connection.socket;
-    // RFC 2920: replies to a pipelined group are written at once; no Nagle delay on top.
-    socket.setNoDelay(true);
-    let current: net.Socket = socket;
-    let session: SmtpServerSession | undefined = undefined;
-    const onData = (chunk: Buffer): void => session?.receive(chunk);
-    const onEnd = (): void => session?.end();
-    const attach = (s: net.Socket): void => {
-      current = s;
-      s.on('data', onData);
-      s.once('end', onEnd);
-      s.once('close', onEnd);
-      s.on('error', (error) => {
-        logger.debug({ connection: connection.id, err: error }, 'socket error');
-        session?.end();
-      });
-    };
     const remote = connection.remoteAddress;
-    session = createSmtpServerSession(
-      sessionOptions,
-      {
-        write: (bytes) => {
-          connection.touch();
-          current.write(bytes);
+    // RFC 2920: replies to a pipelined group are written at once (bindSessionSocket turns Nagle off).
+    const { session, closed } = bindSessionSocket(connection, { tls: options.tls, idleTimeoutMs: limits.idleTimeoutMs, goodbyeTimeoutMs: GOODBYE_TIMEOUT_MS, clock, logger }, (transport) =>
+      createSmtpServerSession(
+        sessionOptions,
+        // STARTTLS: the 220 went out in the previous write; the upgrade drops buffered plaintext (RFC 3207 §4.2).
+        { ...transport, channelBindings: () => serverChannelBindings(transport.socket) },
+        {
+          id: connection.id,
+          remoteAddress: remote,
+          remotePort: connection.remotePort,
+          localAddress: connection.localAddress,
+          localPort: connection.localPort,
+          secure: connection.secure,
+          startTlsAvailable: options.tls !== undefined && !connection.secure,
+          xclientAllowed: xclientNetworks !== undefined && xclientNetworks.check(remote, isIPv6(remote) ? 'ipv6' : 'ipv4'),
         },
-        startTls: () => {
-          const plain = current;
-          plain.removeListener('data', onData);
-          plain.removeListener('end', onEnd);
-          plain.removeListener('close', onEnd);
-          const tlsOptions = options.tls;
-          if (tlsOptions === undefined) return;
-          // Same tick as the 220: upgradeServerSocket drains what the socket already holds (RFC 3207 §4.2).
-          upgradeServerSocket(plain, tlsOptions, { clock, logger }).then(
-            ({ socket: secure }) => {
-              connection.replaceSocket(secure);
-              attach(secure);
-              session?.tlsEstablished();
-            },
-            (error: unknown) => {
-              logger.info({ connection: connection.id, err: error }, 'STARTTLS handshake failed');
-              session?.end();
-              plain.destroy();
-            },
-          );
-        },
-        close: () => {
-          current.end();
-          // A peer that never closes its side must not keep the socket (wire's goodbyeTimeoutMs default).
-          const s = current;
-          const timer = clock.setTimeout(() => s.destroy(), GOODBYE_TIMEOUT_MS);
-          // …and a socket that did close must not be kept for GOODBYE_TIMEOUT_MS by that timer.
-          s.once('close', () => clock.clearTimeout(timer));
-        },
-        // The session is busy (a hook, or the body consumer lags): stop reading,
-        // and stop the idle clock — the client is waiting for us, not idle.
-        pause: () => {
-          current.pause();
-          connection.setIdleTimeout(0);
-        },
-        resume: () => {
-          connection.setIdleTimeout(limits.idleTimeoutMs);
-          current.resume();
-        },
-        channelBindings: () => serverChannelBindings(current),
-      },
-      {
-        id: connection.id,
-        remoteAddress: remote,
-        remotePort: connection.remotePort,
-        localAddress: connection.localAddress,
-        localPort: connection.localPort,
-        secure: connection.secure,
-        startTlsAvailable: options.tls !== undefined && !connection.secure,
-        xclientAllowed: xclientNetworks !== undefined && xclientNetworks.check(remote, isIPv6(remote) ? 'ipv6' : 'ipv4'),
-      },
+      ),
     );
-    attach(socket);
-    connection.onIdle = () => session?.idleTimeout();
-    connection.closing.addEventListener('abort', () => session?.shutdown(), { once: true });
     void session.start().catch((error: unknown) => {
       logger.error({ connection: connection.id, err: error }, 'session start failed');
       connection.destroy();
     });
-    return Promise.all([session.closed, connection.closed]).then(() => undefined);
+    return closed;
   };
 
-  const listener = createListener({
-    name: options.name ?? 'smtp',
-    onConnection,
-    tls: options.secure === true ? options.tls : undefined,
-    proxyProtocol: options.proxyProtocol ?? false,
-    idleTimeoutMs: limits.idleTimeoutMs,
-    maxConnections: limits.maxConnections,
-    maxConnectionsPerIp: limits.maxConnectionsPerIp,
-    closeTimeoutMs: options.closeTimeoutMs,
-    clock,
-    logger,
-    // RFC 5321 §3.8: 421 when the service is not available to this client now.
-    rejectMessage: (info) => (info.reason === 'closing' ? `421 4.3.2 ${hostname} Service shutting down\r\n` : `421 4.7.0 ${hostname} Too many connections, try again later\r\n`),
-  });
-
-  return {
-    listener,
-    listen: (listenOptions) => listener.listen(listenOptions),
-    address: () => listener.address(),
-    close: (closeOptions) => listener.close(closeOptions),
-    [Symbol.asyncDispose]: () => listener.close(),
-  };
+  // Listener limits as resolved above; TLS, PROXY and close timeout as given.
+  const { tls: tlsOptions, secure, proxyProtocol, closeTimeoutMs } = options;
+  // RFC 5321 §3.8: 421 when the service is not available to this client now.
+  const rejectMessage = (info: RejectInfo): string => (info.reason === 'closing' ? `421 4.3.2 ${hostname} Service shutting down\r\n` : `421 4.7.0 ${hostname} Too many connections, try again later\r\n`);
+  return createSessionServer({ ...limits, name: options.name ?? 'smtp', onConnection, tls: tlsOptions, secure, proxyProtocol, closeTimeoutMs, clock, logger, rejectMessage });
 }
 
 /** OIDs of certificate signature algorithms → the hash RFC 5929 §4.1 uses for tls-server-end-point (MD5 and SHA-1 → SHA-256). */

@@ -36,3 +36,14 @@ export type {
   DevCertificateFiles,
   DevCertificatePaths,
 } from './dev-certs.js';
+export { SocketTransport, connectClientSocket, openSocketTransport, socketTransportDefaults } from './client-transport.js';
+export type {
+  SocketTransportOptions,
+  SocketTransportStartTlsResult,
+  ConnectClientSocketOptions,
+  OpenSocketTransportOptions,
+  ClientSocketErrorReason,
+  ClientSocketErrorFactory,
+} from './client-transport.js';
+export { bindSessionSocket, createSessionServer, sessionSocketDefaults } from './session-socket.js';
+export type { SocketSession, SessionTransport, SessionSocketTransport, SessionSocketOptions, BoundSession, SessionServer, SessionServerOptions } from './session-socket.js';

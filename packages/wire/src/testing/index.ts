@@ -1,3 +1,13 @@
 export { VirtualClock } from './virtual-clock.js';
 export { findPeer } from './peers.js';
 export type { PeerStatus, FindPeerOptions } from './peers.js';
+export { createSessionHarness, runTranscript } from './session-harness.js';
+export type {
+  HarnessSession,
+  SessionHarness,
+  SessionHarnessEvent,
+  SessionHarnessOptions,
+  TranscriptTarget,
+  TranscriptOptions,
+  TranscriptResult,
+} from './session-harness.js';
