@@ -6,7 +6,7 @@
  *
  * createPop3Server over createMaildirStore(MAILDIR_ROOT), plaintext on
  * 127.0.0.1:0 (loopback only, USER/PASS allowed). Sends `{ port }` over IPC,
- * then answers `{ memory: 'reset' | 'read' }` with its heap+external and RSS
+ * POP3_BENCH_READ_MODE picks the store's readMode. Then answers `{ memory: 'reset' | 'read' }` with its heap+external and RSS
  * (the peak of live memory between a reset and the next read: a full GC,
  * then a sample, every 5 ms) and `{ stop: true }`.
  */
@@ -21,7 +21,9 @@ const { createPop3Server } = await import(join(repo, 'packages/pop3-core/dist/no
 
 const [root, ...pairs] = process.argv.slice(2);
 const users = Object.fromEntries(pairs.map((p) => p.split(':')));
-const store = createMaildirStore({ root });
+// POP3_BENCH_READ_MODE=worker|sync-batched: the store's readMode (default: the store's default).
+const readMode = process.env.POP3_BENCH_READ_MODE || undefined;
+const store = createMaildirStore({ root, ...(readMode ? { readMode } : {}) });
 const server = createPop3Server({ backend: mailStoreBackend({ store, users }), allowInsecureAuth: true, maxConnectionsPerIp: 1000 });
 const { port } = await server.listen({ host: '127.0.0.1', port: 0 });
 

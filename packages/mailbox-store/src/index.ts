@@ -65,4 +65,4 @@ export type { MaildropLock, MaildropLocker, Pop3Source } from './pop3.js';
 export { createMemoryStore } from './memory/index.js';
 export type { MemoryStoreOptions } from './memory/index.js';
 export { createMaildirStore } from './maildir/index.js';
-export type { MaildirStoreOptions } from './maildir/index.js';
+export type { MaildirReadMode, MaildirStoreOptions } from './maildir/index.js';

@@ -1,12 +1,14 @@
-// read() and POP3 reads: small files whole through the read worker (batched, read ahead in UID
-// order), large files streamed in bounded chunks, and the same answers as the files hold.
+// read() and POP3 reads: small files whole through the read worker or synchronously in bounded
+// batches (readMode; read ahead in UID order), large files streamed in bounded chunks, and the
+// same answers as the files hold, in both modes.
+import { unlinkSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FsWorker } from '../src/maildir/fs-worker.js';
 import { createMaildirStore } from '../src/maildir/index.js';
-import type { MaildirStoreOptions } from '../src/maildir/index.js';
+import type { MaildirReadMode, MaildirStoreOptions } from '../src/maildir/index.js';
 import type { MailStore } from '../src/types.js';
 
 const USER = 'reader';
@@ -25,11 +27,11 @@ async function collect(it: AsyncIterable<Uint8Array>): Promise<Uint8Array[]> {
 }
 const joined = (chunks: readonly Uint8Array[]): Buffer => Buffer.concat(chunks);
 
-describe('Maildir read path', () => {
+describe.each<MaildirReadMode>(['worker', 'sync-batched'])('Maildir read path, readMode %s', (readMode) => {
   let root: string;
   const stores: MailStore[] = [];
   const open = (options: Partial<MaildirStoreOptions> = {}): MailStore => {
-    const s = createMaildirStore({ root, fsync: false, ...options });
+    const s = createMaildirStore({ root, fsync: false, readMode, ...options });
     stores.push(s);
     return s;
   };
@@ -62,47 +64,116 @@ describe('Maildir read path', () => {
     await rm(root, { recursive: true, force: true });
   });
 
-  it('reads every message in UID order with the bytes of its file, each small one as one exact chunk, through few worker batches', async () => {
-    const bodies = await fill(80);
-    const reads = vi.spyOn(FsWorker.prototype, 'readSized');
-    const store = open();
-    const h = await (await store.user(USER)).open('INBOX');
-    const uids = h.messages().map((m) => m.uid);
-    expect(uids).toHaveLength(80);
-    for (const [k, uid] of uids.entries()) {
-      const chunks = await collect(h.read(uid));
-      expect(chunks).toHaveLength(1);
-      expect(Buffer.from(chunks[0]!)).toEqual(bodies[k]);
-    }
-    // One worker message per batch of files, not one per file: read ahead in order.
-    const asked = reads.mock.calls.map((c) => c[0].length);
-    expect(asked.reduce((a, b) => a + b, 0)).toBe(80);
-    expect(reads.mock.calls.length).toBeLessThan(20);
-    await h.close();
-  });
+  if (readMode === 'worker') {
+    it('reads every message in UID order with the bytes of its file, each small one as one exact chunk, through few worker batches', async () => {
+      const bodies = await fill(80);
+      const reads = vi.spyOn(FsWorker.prototype, 'readSized');
+      const store = open();
+      const h = await (await store.user(USER)).open('INBOX');
+      const uids = h.messages().map((m) => m.uid);
+      expect(uids).toHaveLength(80);
+      for (const [k, uid] of uids.entries()) {
+        const chunks = await collect(h.read(uid));
+        expect(chunks).toHaveLength(1);
+        expect(Buffer.from(chunks[0]!)).toEqual(bodies[k]);
+      }
+      // One worker message per batch of files, not one per file: read ahead in order.
+      const asked = reads.mock.calls.map((c) => c[0].length);
+      expect(asked.reduce((a, b) => a + b, 0)).toBe(80);
+      expect(reads.mock.calls.length).toBeLessThan(20);
+      await h.close();
+    });
 
-  it('keeps what it reads ahead under readAheadBytes, and reads only what is asked for with readAheadBytes 0', async () => {
-    await fill(40, () => 1000);
-    const reads = vi.spyOn(FsWorker.prototype, 'readSized');
-    const store = open({ readAheadBytes: 5000 });
-    const h = await (await store.user(USER)).open('INBOX');
-    const uids = h.messages().map((m) => m.uid);
-    await collect(h.read(uids[0]!));
-    await collect(h.read(uids[1]!));
-    await new Promise((r) => setImmediate(r));
-    const requested = reads.mock.calls.reduce((a, c) => a + c[0].length, 0);
-    // Files are ~1.05 KB: the two asked for, plus at most 5000 bytes' worth ahead (one file may cross it).
-    expect(requested).toBeGreaterThan(2);
-    expect(requested).toBeLessThanOrEqual(2 + 5 + 1);
-    await h.close();
+    it('keeps what it reads ahead under readAheadBytes, and reads only what is asked for with readAheadBytes 0', async () => {
+      await fill(40, () => 1000);
+      const reads = vi.spyOn(FsWorker.prototype, 'readSized');
+      const store = open({ readAheadBytes: 5000 });
+      const h = await (await store.user(USER)).open('INBOX');
+      const uids = h.messages().map((m) => m.uid);
+      await collect(h.read(uids[0]!));
+      await collect(h.read(uids[1]!));
+      await new Promise((r) => setImmediate(r));
+      const requested = reads.mock.calls.reduce((a, c) => a + c[0].length, 0);
+      // Files are ~1.05 KB: the two asked for, plus at most 5000 bytes' worth ahead (one file may cross it).
+      expect(requested).toBeGreaterThan(2);
+      expect(requested).toBeLessThanOrEqual(2 + 5 + 1);
+      await h.close();
 
-    reads.mockClear();
-    const none = open({ readAheadBytes: 0 });
-    const h2 = await (await none.user(USER)).open('INBOX');
-    for (const uid of uids.slice(0, 10)) await collect(h2.read(uid));
-    expect(reads.mock.calls.map((c) => c[0].length)).toEqual(Array.from({ length: 10 }, () => 1));
-    await h2.close();
-  });
+      reads.mockClear();
+      const none = open({ readAheadBytes: 0 });
+      const h2 = await (await none.user(USER)).open('INBOX');
+      for (const uid of uids.slice(0, 10)) await collect(h2.read(uid));
+      expect(reads.mock.calls.map((c) => c[0].length)).toEqual(Array.from({ length: 10 }, () => 1));
+      await h2.close();
+    });
+  }
+
+  if (readMode === 'sync-batched') {
+    it('reads every message in UID order with the bytes of its file, each small one as one exact chunk, without the read worker', async () => {
+      const bodies = await fill(80);
+      const reads = vi.spyOn(FsWorker.prototype, 'readSized');
+      const store = open();
+      const h = await (await store.user(USER)).open('INBOX');
+      const uids = h.messages().map((m) => m.uid);
+      for (const [k, uid] of uids.entries()) {
+        const chunks = await collect(h.read(uid));
+        expect(chunks).toHaveLength(1);
+        expect(Buffer.from(chunks[0]!)).toEqual(bodies[k]);
+      }
+      expect(reads).not.toHaveBeenCalled();
+      await h.close();
+    });
+
+    it('reads ahead at most 64 files in one event-loop turn, the rest in the next', async () => {
+      const bodies = await fill(140, () => 500);
+      const store = open({ readAheadBytes: 10 * 1024 * 1024 });
+      const h = await (await store.user(USER)).open('INBOX');
+      const uids = h.messages().map((m) => m.uid);
+      const paths = await files();
+      // The second read, in order, asks for 128 files (BODY_READ_AHEAD_FILES). Both reads run in one
+      // turn (no I/O between), which reads 64 files: messages 1 and 2, and 62 ahead. Removed before
+      // the next turn, the files read already still come; the others are gone.
+      expect(joined(await collect(h.read(uids[0]!)))).toEqual(bodies[0]);
+      expect(joined(await collect(h.read(uids[1]!)))).toEqual(bodies[1]);
+      for (const path of paths.slice(2, 129)) unlinkSync(path);
+      const outcome: string[] = [];
+      for (const [k, uid] of uids.slice(2, 129).entries()) {
+        outcome.push(
+          await collect(h.read(uid)).then(
+            (chunks) => (joined(chunks).equals(bodies[k + 2]!) ? 'read' : 'wrong bytes'),
+            (error: { code?: string }) => error.code ?? 'error',
+          ),
+        );
+      }
+      expect(outcome).toEqual([...Array.from({ length: 62 }, () => 'read'), ...Array.from({ length: 65 }, () => 'ERR_STORE_NO_SUCH_MESSAGE')]);
+      await h.close();
+    });
+
+    it('reads at most about 1 MiB of files in one event-loop turn', async () => {
+      // 24 files of ~100 KB, read ahead from the second read; both reads run in one turn, which stops at
+      // the file that crosses 1 MiB (the 11th): messages 1 and 2, and 9 ahead.
+      const bodies = await fill(24, () => 100 * 1024);
+      const store = open({ readAheadBytes: 10 * 1024 * 1024 });
+      const h = await (await store.user(USER)).open('INBOX');
+      const uids = h.messages().map((m) => m.uid);
+      const paths = await files();
+      expect(joined(await collect(h.read(uids[0]!)))).toEqual(bodies[0]);
+      expect(joined(await collect(h.read(uids[1]!)))).toEqual(bodies[1]);
+      for (const path of paths.slice(2)) unlinkSync(path);
+      let read = 0;
+      for (const [k, uid] of uids.slice(2).entries()) {
+        const ok = await collect(h.read(uid)).then((chunks) => joined(chunks).equals(bodies[k + 2]!), () => false);
+        if (!ok) break;
+        read++;
+      }
+      expect(read).toBe(9);
+      await h.close();
+    });
+
+    it('refuses an unknown readMode', () => {
+      expect(() => createMaildirStore({ root, readMode: 'threads' as MaildirReadMode })).toThrow(/readMode/);
+    });
+  }
 
   it('serves byte ranges of small files and of streamed ones alike', async () => {
     const bodies = await fill(3);

@@ -10,7 +10,7 @@
  * and the index has one writer at a time.
  */
 import { randomBytes } from 'node:crypto';
-import { createReadStream, readFile as readFileCallback, rename as renameCallback, stat as statCallback } from 'node:fs';
+import { closeSync, createReadStream, openSync, readFile as readFileCallback, readSync, rename as renameCallback, stat as statCallback } from 'node:fs';
 import { copyFile, link, mkdir, open, readdir, readFile, rename, stat, truncate, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clock, Logger } from '@pigeonpost/wire';
@@ -28,6 +28,7 @@ import type { Dotlock } from './dotlock.js';
 import { baseOfName, curName, infoOfName, LETTER_OF_FLAG, parseFilename, sortInfo, splitInfo, withSizes } from './filename.js';
 import type { UniqueNames } from './filename.js';
 import type { FsFailure, FsWorker } from './fs-worker.js';
+import type { MaildirReadMode } from './store.js';
 import type { AddRecord, IndexRecord } from './index-log.js';
 import { applyInfoDelta, crc32, decodeRecords, encodeRecord, encodeRecordAt, IndexState, parseJsonBytes, uidRanges } from './index-log.js';
 import { KeywordTable, parseKeywordsFile, serializeKeywordsFile } from './keywords.js';
@@ -70,6 +71,10 @@ export const DEFAULT_READ_AHEAD_BYTES = 1024 * 1024;
 const BODY_READ_AHEAD_FILES = 128;
 /** Files per message to the read worker (each message wakes its thread: on a busy machine that costs more than reading a few files). */
 const BODY_READ_BATCH = 64;
+/** readMode 'sync-batched': at most this many small files read on the main thread per event-loop turn... */
+const SYNC_READ_FILES = 64;
+/** ...and at most about this many bytes (the file that crosses it is still read); the rest waits for setImmediate. */
+const SYNC_READ_BYTES = 1024 * 1024;
 /** Files read ahead but not asked for within this long are dropped. */
 const BODY_READ_AHEAD_IDLE_MS = 2000;
 /** Chunks a large message file is streamed in. */
@@ -107,6 +112,8 @@ export interface FolderContext {
   readonly wholeReadBytes: number;
   /** Bytes of small files read ahead per folder when messages are read in UID order; 0: none. */
   readonly readAheadBytes: number;
+  /** Small files read by readWorker ('worker'), or here with synchronous calls in bounded batches ('sync-batched'). */
+  readonly readMode: MaildirReadMode;
   /** Workers that read and parse files for structures computed on first use (empty: read by fsWorker, parsed here). */
   readonly parseWorkers: readonly FsWorker[];
   /** @pigeonpost/mime's CommonJS entry, for the parse workers; undefined: parse here. */
@@ -1458,7 +1465,7 @@ export class Folder {
   /**
    * The message's bytes (`range`: from `start` up to, not including, `end`).
    * A small file (by `,S=`, up to `wholeReadBytes`) comes whole, in one
-   * exact-size buffer read by the read worker — batched with the other reads
+   * exact-size buffer read by the read worker or here (`readMode`) — batched with the other reads
    * asked for at the same moment, and read ahead when messages are read in
    * UID order; a larger one streams in 64 KiB chunks. Finds the file again
    * when another process renamed it; ERR_STORE_NO_SUCH_MESSAGE when it is gone.
@@ -1480,7 +1487,7 @@ export class Folder {
     yield* this.#readOpened(uid, m, range);
   }
 
-  /** A small file's bytes through the read worker (read ahead, or read now); undefined when that read failed. */
+  /** A small file's bytes (read ahead, or read now); undefined when that read failed. */
   async #smallBody(m: MaildirMessage, physical: number): Promise<Buffer | undefined> {
     let entry = this.#bodies.get(m.uid);
     if (entry !== undefined && entry.base !== m.base) {
@@ -1542,7 +1549,7 @@ export class Folder {
     this.#armBodyIdle();
   }
 
-  /** Add `m`'s file to the batch for the read worker. */
+  /** Add `m`'s file to the batch for the read worker (or for the synchronous reads). */
   #requestBody(m: MaildirMessage, size: number): void {
     let batch = this.#bodyBatch;
     if (batch === undefined) {
@@ -1562,6 +1569,11 @@ export class Folder {
   #sendBodies(batch: { paths: string[]; sizes: number[]; resolves: ((data: Buffer | undefined) => void)[] }): void {
     if (this.#bodyBatch !== batch) return;
     this.#bodyBatch = undefined;
+    if (this.#ctx.readMode === 'sync-batched') {
+      batch.paths.forEach((path, k) => syncReads.queue.push({ path, size: batch.sizes[k]!, resolve: batch.resolves[k]! }));
+      drainSyncReads();
+      return;
+    }
     this.#ctx.readWorker.readSized(batch.paths, batch.sizes).then(
       (r) => batch.resolves.forEach((resolve, k) => resolve(r.files[k])),
       // The worker could not run (closed, or failed): each file is read on the slow path.
@@ -2061,5 +2073,73 @@ export class Folder {
       size += m.size;
     }
     return { messages: this.#view.length, unseen, deleted, size };
+  }
+}
+
+interface SyncRead {
+  readonly path: string;
+  readonly size: number;
+  readonly resolve: (data: Buffer | undefined) => void;
+}
+
+/**
+ * Small files waiting to be read on the main thread (readMode
+ * 'sync-batched', every folder of the process), and what this event-loop
+ * turn has read so far.
+ */
+const syncReads = { queue: [] as SyncRead[], head: 0, files: 0, bytes: 0, turnArmed: false };
+
+/** Read waiting files here, up to SYNC_READ_FILES / SYNC_READ_BYTES this turn; the next turn (setImmediate) reads on. */
+function drainSyncReads(): void {
+  const s = syncReads;
+  while (s.head < s.queue.length && s.files < SYNC_READ_FILES && s.bytes < SYNC_READ_BYTES) {
+    const job = s.queue[s.head++]!;
+    s.files++;
+    s.bytes += job.size;
+    if (!s.turnArmed) {
+      s.turnArmed = true;
+      setImmediate(() => {
+        s.turnArmed = false;
+        s.files = 0;
+        s.bytes = 0;
+        drainSyncReads();
+      });
+    }
+    job.resolve(readSizedSync(job.path, job.size));
+  }
+  if (s.head === s.queue.length) {
+    s.queue.length = 0;
+    s.head = 0;
+  }
+}
+
+/**
+ * A file whose size is known (by `,S=`) read whole into an exact-size
+ * buffer; one byte more is asked for to see the end. Undefined when it
+ * cannot be read or is longer than `size` (the caller reads it another
+ * way); a shorter file is cut.
+ */
+function readSizedSync(path: string, size: number): Buffer | undefined {
+  let fd = -1;
+  try {
+    fd = openSync(path, 'r');
+    const buf = Buffer.allocUnsafe(size + 1);
+    let got = 0;
+    while (got < buf.length) {
+      const n = readSync(fd, buf, got, buf.length - got, got);
+      if (n === 0) break;
+      got += n;
+    }
+    return got > size ? undefined : buf.subarray(0, got);
+  } catch {
+    return undefined;
+  } finally {
+    if (fd >= 0) {
+      try {
+        closeSync(fd);
+      } catch {
+        // Closing a file only read from: nothing to lose.
+      }
+    }
   }
 }

@@ -61,6 +61,16 @@ interface Prefetch {
   settled?: boolean;
 }
 
+/** A pipelined line as a RETR or TOP to read ahead, with its prefetch key; null when it is neither (or malformed). */
+function parsePrefetchable(line: Buffer): { key: string; n: number; lines: number | undefined } | null {
+  const m = /^(RETR|TOP) ([0-9]{1,9})(?: ([0-9]{1,9}))?$/i.exec(line.toString('latin1'));
+  if (m === null) return null;
+  const n = Number(m[2]);
+  const lines = m[3] === undefined ? undefined : Number(m[3]);
+  if ((m[1]!.toUpperCase() === 'TOP') !== (lines !== undefined)) return null;
+  return { key: prefetchKey(n, lines), n, lines };
+}
+
 function prefetchKey(n: number, lines: number | undefined): string {
   return lines === undefined ? `RETR ${n}` : `TOP ${n} ${lines}`;
 }
@@ -131,6 +141,8 @@ export class Pop3ServerSession {
   private framer: LineFramer;
   /** Lines taken from the framer ahead of their turn, to read pipelined messages early; handled in order. */
   private readonly lookahead: LineFramerEvent[] = [];
+  /** What readAhead() made of each lookahead line (null: not a RETR/TOP to read ahead), so each is matched once. */
+  private readonly lookaheadParsed = new WeakMap<LineFramerEvent, { key: string; n: number; lines: number | undefined } | null>();
   /** Messages being read ahead for pipelined RETR/TOP, by `verb number lines`. */
   private readonly prefetched = new Map<string, Prefetch>();
   private saslSession: SaslServerSession | undefined;
@@ -758,12 +770,13 @@ export class Pop3ServerSession {
     for (const ev of this.lookahead) {
       if (this.prefetched.size >= max) break;
       if (ev.type !== 'line') continue;
-      const m = /^(RETR|TOP) ([0-9]{1,9})(?: ([0-9]{1,9}))?$/i.exec(ev.line.toString('latin1'));
-      if (m === null) continue;
-      const n = Number(m[2]);
-      const lines = m[3] === undefined ? undefined : Number(m[3]);
-      if ((m[1]!.toUpperCase() === 'TOP') !== (lines !== undefined)) continue;
-      const key = prefetchKey(n, lines);
+      let parsed = this.lookaheadParsed.get(ev);
+      if (parsed === undefined) {
+        parsed = parsePrefetchable(ev.line);
+        this.lookaheadParsed.set(ev, parsed);
+      }
+      if (parsed === null) continue;
+      const { key, n, lines } = parsed;
       if (this.prefetched.has(key) || this.deleted[n - 1] !== false) continue;
       this.prefetched.set(key, startPrefetch(maildrop, n, lines, PREFETCH_BYTES));
     }
