@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
-import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { silentLogger, type Clock, type Logger, type TimerHandle } from '@pigeonpost/wire';
 import { systemClock } from '@pigeonpost/wire/node';
@@ -736,7 +736,7 @@ export class Relay {
     return entry;
   }
 
-  /** Tries deferred messages now (all, or one), like `postqueue -f` / `-i`. Resolves with how many were scheduled. */
+  /** Tries deferred messages now (all, or one), like `postqueue -f` / `-i`. Returns how many were scheduled. */
   flush(id?: string): number {
     const entries = id === undefined ? [...this.#entries.values()] : [this.#get(id)];
     let count = 0;
@@ -857,6 +857,5 @@ export async function writeControlRequest(spoolDir: string, request: ControlRequ
   const name = `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}.json`;
   const dir = join(spoolDir, 'control');
   await writeFile(join(dir, `${name}.tmp`), JSON.stringify(request), { mode: 0o600 });
-  const { rename } = await import('node:fs/promises');
   await rename(join(dir, `${name}.tmp`), join(dir, name));
 }

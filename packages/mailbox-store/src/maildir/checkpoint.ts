@@ -82,6 +82,22 @@ function u32s(buf: Buffer, at: number, n: number): Uint32Array {
   return new Uint32Array(buf.buffer.slice(offset, offset + n * 4));
 }
 
+/** The fixed-size columns after the header, in file order; `end` is the offset just past them. Encode and decode share it, so the layout cannot drift. */
+function columns(buf: Buffer, n: number, e: number) {
+  let at = HEADER;
+  const modSeq = f64s(buf, at, n);
+  const date = f64s(buf, (at += 8 * n), n);
+  const stOff = f64s(buf, (at += 8 * n), n);
+  const sizes = f64s(buf, (at += 8 * n), n);
+  const exModSeq = f64s(buf, (at += 8 * n), e);
+  const uid = u32s(buf, (at += 8 * e), n);
+  const stLen = u32s(buf, (at += 4 * n), n);
+  const ids = u32s(buf, (at += 4 * n), n);
+  const ends = u32s(buf, (at += 4 * n), n);
+  const exUid = u32s(buf, (at += 4 * n), e);
+  return { modSeq, date, stOff, sizes, exModSeq, uid, stLen, ids, ends, exUid, end: at + 4 * e };
+}
+
 /** Encode the index state (as it stands for `meta.logOffset` bytes of the log). */
 export function encodeCheckpoint(state: IndexState, view: readonly MaildirMessage[], meta: CheckpointMeta): Buffer {
   const n = view.length;
@@ -132,18 +148,8 @@ export function encodeCheckpoint(state: IndexState, view: readonly MaildirMessag
   buf.writeUInt32LE(meta.scan?.trusted === true ? 1 : 0, 108);
   buf.writeDoubleLE(meta.scan?.cur ?? -1, 112);
   buf.writeDoubleLE(meta.scan?.new ?? -1, 120);
-  let at = HEADER;
-  const modSeq = f64s(buf, at, n);
-  const date = f64s(buf, (at += 8 * n), n);
-  const stOff = f64s(buf, (at += 8 * n), n);
-  const sizes = f64s(buf, (at += 8 * n), n);
-  const exModSeq = f64s(buf, (at += 8 * n), e);
-  const uid = u32s(buf, (at += 8 * e), n);
-  const stLen = u32s(buf, (at += 4 * n), n);
-  const ids = u32s(buf, (at += 4 * n), n);
-  const endsOut = u32s(buf, (at += 4 * n), n);
-  const exUid = u32s(buf, (at += 4 * n), e);
-  at += 4 * e;
+  const { modSeq, date, stOff, sizes, exModSeq, uid, stLen, ids, ends: endsOut, exUid, end } = columns(buf, n, e);
+  let at = end;
   for (let k = 0; k < n; k++) {
     const m = view[k]!;
     modSeq[k] = m.modSeq;
@@ -186,19 +192,9 @@ export function decodeCheckpoint(buf: Buffer, state: IndexState): DecodedCheckpo
     const infoCount = buf.readUInt32LE(96);
     const filesLength = buf.readUInt32LE(100);
     const namesLength = buf.readUInt32LE(104);
-    let at = HEADER;
     if (buf.length < HEADER + 8 * (4 * n + e) + 4 * (4 * n + e)) return undefined;
-    const modSeq = f64s(buf, at, n);
-    const date = f64s(buf, (at += 8 * n), n);
-    const stOff = f64s(buf, (at += 8 * n), n);
-    const sizes = f64s(buf, (at += 8 * n), n);
-    const exModSeq = f64s(buf, (at += 8 * n), e);
-    const uid = u32s(buf, (at += 8 * e), n);
-    const stLen = u32s(buf, (at += 4 * n), n);
-    const ids = u32s(buf, (at += 4 * n), n);
-    const ends = u32s(buf, (at += 4 * n), n);
-    const exUid = u32s(buf, (at += 4 * n), e);
-    at += 4 * e;
+    const { modSeq, date, stOff, sizes, exModSeq, uid, stLen, ids, ends, exUid, end } = columns(buf, n, e);
+    let at = end;
     const infos: string[] = [];
     const flags: (readonly string[])[] = [];
     for (let k = 0; k < infoCount; k++) {
