@@ -4,7 +4,7 @@
  * Dovecot 2.3's POP3 on the same Maildir, in one run.
  *
  *   pnpm build && node bench/pop3/run.mjs [--messages 10000] [--runs 3] [--window 64]
- *     [--large-mb 32] [--only ours|dovecot] [--keep] [--out FILE]
+ *     [--large-mb 32] [--only ours|dovecot] [--no-memory] [--keep] [--out FILE]
  *
  * Rows: LIST, UIDL, and RETR of every message (pipelined, --window commands in
  * flight) of a --messages Maildir, each in a logged-in session; the process's
@@ -16,7 +16,7 @@
 import { execFileSync, fork } from 'node:child_process';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { cpSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -29,7 +29,7 @@ const { Pop3Client } = await import(join(repo, 'packages/pop3-core/dist/node.js'
 const { startDovecot } = await import(join(repo, 'packages/testkit/dist/index.js'));
 
 function parseArgs(argv) {
-  const o = { messages: 10_000, runs: 3, window: 64, largeMb: 32, only: undefined, keep: false, out: join(here, 'results.json') };
+  const o = { messages: 10_000, runs: 3, window: 64, largeMb: 32, only: undefined, keep: false, memory: true, out: join(here, 'results.json') };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => argv[++i];
@@ -39,6 +39,7 @@ function parseArgs(argv) {
     else if (a === '--large-mb') o.largeMb = Number(next());
     else if (a === '--only') o.only = next();
     else if (a === '--keep') o.keep = true;
+    else if (a === '--no-memory') o.memory = false;
     else if (a === '--out') o.out = resolve(next());
     else throw new Error(`unknown option ${a}`);
   }
@@ -138,8 +139,45 @@ async function session(port, user = 'bench') {
   return Pop3Client.connect({ host: '127.0.0.1', port, secure: 'none', auth: { username: user, password: PASSWORD, method: 'USER', allowPlaintextAuth: true }, utf8: false });
 }
 
-/** LIST, UIDL and RETR of every message, each timed; QUIT untimed. */
-async function workload(port, window) {
+/** CPU time (ms) used so far by these processes: user, system (Linux /proc; 10 ms ticks), 0 when unreadable. */
+function procCpu(pids) {
+  let user = 0;
+  let system = 0;
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      user += Number(fields[11]) * 10;
+      system += Number(fields[12]) * 10;
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return { user, system };
+}
+
+/** `root` and every process below it (Dovecot's master forks its pop3 process per session). */
+function processTree(root) {
+  const parent = new Map();
+  for (const name of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'latin1');
+      parent.set(Number(name), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  const tree = new Set([root]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [pid, ppid] of parent) if (!tree.has(pid) && tree.has(ppid)) grew = tree.add(pid) !== undefined;
+  }
+  return [...tree];
+}
+
+/** LIST, UIDL and RETR of every message, each timed; QUIT untimed. `serverPid`: CPU of that process tree during RETR-all is reported. */
+async function workload(port, window, serverPid) {
   const client = await session(port);
   if (!client.pipelining) throw new Error('server does not offer PIPELINING');
   let t = now();
@@ -148,6 +186,9 @@ async function workload(port, window) {
   t = now();
   const uidl = await client.uidl();
   const uidlMs = now() - t;
+  const pids = serverPid === undefined ? [] : processTree(serverPid);
+  const serverCpu0 = procCpu(pids);
+  const clientCpu0 = process.cpuUsage();
   t = now();
   let bytes = 0;
   let next = 1;
@@ -162,8 +203,13 @@ async function workload(port, window) {
     await consume(inFlight.shift());
   }
   const retrMs = now() - t;
+  const serverCpu = procCpu(pids);
+  const serverUserMs = serverCpu.user - serverCpu0.user;
+  const serverCpuMs = serverUserMs + serverCpu.system - serverCpu0.system;
+  const clientCpu = process.cpuUsage(clientCpu0);
+  const clientCpuMs = (clientCpu.user + clientCpu.system) / 1000;
   await client.quit();
-  return { listMs, uidlMs, retrMs, bytes, list, uidl };
+  return { listMs, uidlMs, retrMs, serverCpuMs, serverUserMs, clientCpuMs, bytes, list, uidl };
 }
 
 function median(values) {
@@ -222,7 +268,7 @@ try {
   let dovePort;
   if (doOurs) {
     // Our server in its own process, as Dovecot's is: the client does not share its event loop.
-    ours = fork(join(here, 'server.mjs'), [oursRoot, `bench:${PASSWORD}`, `large:${PASSWORD}`], { execArgv: ['--expose-gc', ...(process.env.POP3_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.POP3_BENCH_PROF}`] : [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    ours = fork(join(here, 'server.mjs'), [oursRoot, `bench:${PASSWORD}`, `large:${PASSWORD}`], { execArgv: ['--expose-gc', ...(process.env.POP3_BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.POP3_BENCH_PROF}`] : []), ...(process.env.POP3_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const [message] = await once(ours, 'message');
     oursPort = message.port;
     log(`ours ${ours.pid} pop3 ${oursPort}`);
@@ -235,17 +281,21 @@ try {
 
   // Warm-up, untimed: Node's JIT; Dovecot builds its index (and both set \Seen at QUIT).
   const results = { ours: [], dovecot: [] };
-  for (const [side, port] of [['ours', oursPort], ['dovecot', dovePort]]) {
+  const sides = [
+    ['ours', oursPort, ours?.pid],
+    ['dovecot', dovePort, dovecot?.pid],
+  ];
+  for (const [side, port] of sides) {
     if (port === undefined) continue;
     log(`${side}: warm-up`);
     await workload(port, opts.window);
   }
   for (let run = 0; run < opts.runs; run++) {
-    for (const [side, port] of [['ours', oursPort], ['dovecot', dovePort]]) {
+    for (const [side, port, pid] of sides) {
       if (port === undefined) continue;
-      const r = await workload(port, opts.window);
+      const r = await workload(port, opts.window, pid);
       results[side].push(r);
-      log(`${side} run ${run + 1}: LIST ${r.listMs.toFixed(1)} ms, UIDL ${r.uidlMs.toFixed(1)} ms, RETR ${r.retrMs.toFixed(0)} ms (${mb(r.bytes)} MB)`);
+      log(`${side} run ${run + 1}: LIST ${r.listMs.toFixed(1)} ms, UIDL ${r.uidlMs.toFixed(1)} ms, RETR ${r.retrMs.toFixed(0)} ms (${mb(r.bytes)} MB; CPU during RETR: server ${r.serverCpuMs} ms (user ${r.serverUserMs}), client ${r.clientCpuMs.toFixed(0)} ms)`);
     }
   }
   if (results.ours.length > 0 && results.dovecot.length > 0) {
@@ -266,6 +316,8 @@ try {
     ['listMs', `LIST of ${opts.messages} messages (ms)`],
     ['uidlMs', `UIDL of ${opts.messages} messages (ms)`],
     ['retrMs', `RETR of every message, ${opts.window} in flight (ms)`],
+    ['serverCpuMs', 'server CPU time during RETR of every message (ms)'],
+    ['clientCpuMs', 'bench client CPU time during RETR of every message (ms)'],
   ]) {
     const o = stat('ours', key);
     const d = stat('dovecot', key);
@@ -277,7 +329,7 @@ try {
   rows.push({ name: 'RETR throughput (MB/s)', ours: mbs(oRetr), dovecot: mbs(dRetr), ratio: oRetr !== undefined && dRetr !== undefined ? dRetr / oRetr : undefined });
 
   // Memory: one process runs our server and the client; RETR of 1 MB vs --large-mb.
-  if (oursPort !== undefined) {
+  if (oursPort !== undefined && opts.memory) {
     await retrOne(oursPort, 1); // warm
     const small = await peakMemory(ours, () => retrOne(oursPort, 1));
     const large = await peakMemory(ours, () => retrOne(oursPort, 2));
@@ -286,7 +338,7 @@ try {
     rows.push({ name: `server peak live heap+external growth, RETR ${opts.largeMb} MB (MB)`, ours: large.heap / 1048576 });
     rows.push({ name: `server peak RSS growth, RETR ${opts.largeMb} MB (MB)`, ours: large.rss / 1048576 });
   }
-  if (dovePort !== undefined) {
+  if (dovePort !== undefined && opts.memory) {
     const t = now();
     const doveBytes = await retrOne(dovePort, 2);
     const tOurs = now();

@@ -59,6 +59,14 @@ export interface Pop3Source {
   /** The stored bytes; rejects with `ERR_STORE_NO_SUCH_MESSAGE` when the message is gone. */
   read(uid: number): AsyncIterable<Uint8Array>;
   /**
+   * Optional: the whole stored bytes when the backend has them at hand now
+   * (read ahead, or a small file read synchronously), else undefined — then
+   * `read` is used. Never throws. The bytes are valid only until the next
+   * `readNow` call (they may be a view of a buffer the backend reuses):
+   * consume or copy them at once.
+   */
+  readNow?(uid: number): Uint8Array | undefined;
+  /**
    * Atomically expunge `expunge` and add `\Seen` to `seen` (UIDs; either
    * may name messages already gone, which are skipped). Resolves with the
    * number of messages actually expunged.
@@ -120,6 +128,15 @@ export async function* topOfMessage(chunks: AsyncIterable<Uint8Array>, lines: nu
   }
 }
 
+/**
+ * What `createPop3Maildrop` returns: a `Pop3Maildrop`, plus `readNow` when
+ * the source has it — structural, for POP3 servers that feature-detect it
+ * (pop3-core's `storeMaildrop`): RETR of a message whose bytes are already
+ * in memory is then answered without a promise or an async iterator. The
+ * bytes are valid until the next `readNow` call (see `Pop3Source.readNow`).
+ */
+type Pop3MaildropWithReadNow = Pop3Maildrop & { readNow?(number: number): Uint8Array | undefined };
+
 /** Build the POP3 maildrop over a backend's snapshot and a held lock. */
 export function createPop3Maildrop(source: Pop3Source, lock: MaildropLock): Pop3Maildrop {
   const list: Pop3Message[] = source.messages.map((m, i) => ({
@@ -148,7 +165,7 @@ export function createPop3Maildrop(source: Pop3Source, lock: MaildropLock): Pop3
     await lock.release();
   };
 
-  return {
+  const drop: Pop3MaildropWithReadNow = {
     messages: () => list.map((m) => (marked.has(m.number) ? { ...m, deleted: true } : m)),
     read(number, options) {
       let m: Pop3Message;
@@ -183,4 +200,14 @@ export function createPop3Maildrop(source: Pop3Source, lock: MaildropLock): Pop3
     release,
     [Symbol.asyncDispose]: release,
   };
+  const readNow = source.readNow?.bind(source);
+  if (readNow !== undefined) {
+    // The whole message only (RETR); undefined for anything unusual (a deleted mark, a bad number), which `read` reports.
+    drop.readNow = (number) => {
+      if (ended || !Number.isInteger(number) || marked.has(number)) return undefined;
+      const m = list[number - 1];
+      return m === undefined ? undefined : readNow(m.uid);
+    };
+  }
+  return drop;
 }

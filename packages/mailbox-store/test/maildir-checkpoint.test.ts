@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, readFile, rename, rm, stat, truncate, unlink, utimes, w
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CHECKPOINT_VERSION, decodeCheckpoint, encodeCheckpoint } from '../src/maildir/checkpoint.js';
+import { CHECKPOINT_VERSION, decodeCheckpoint, encodeCheckpoint, peekCheckpointScan } from '../src/maildir/checkpoint.js';
 import { splitInfo } from '../src/maildir/filename.js';
 import { createMaildirStore } from '../src/maildir/index.js';
 import { decodeRecords, encodeRecord, IndexState } from '../src/maildir/index-log.js';
@@ -127,6 +127,30 @@ describe('Maildir index checkpoint', () => {
     const seen = await look();
     expect(seen.messages.length).toBe(N + 1);
     expect(seen.messages[N]![0]).toBe(N + 1);
+  });
+
+  it('records the directories as its own STORE left them, so the next store need not list cur/ again', async () => {
+    const dirs = async (): Promise<{ cur: number; new: number }> => ({ cur: (await stat(join(maildir, 'cur'))).mtimeMs, new: (await stat(join(maildir, 'new'))).mtimeMs });
+    // Fresh directories (changed just now): a scan of them is not trusted, nor a STORE after it.
+    await look((h) => h.setFlags([1], { mode: 'add', flags: ['\\Answered'] }).then(() => undefined));
+    expect((await peekCheckpointScan(checkpoint()))?.trusted).toBe(false);
+    // Old directories: the scan is trusted, and so are the mtimes its STORE (renames only) leaves.
+    const old = new Date(Date.UTC(2024, 0, 1));
+    for (const d of ['cur', 'new']) await utimes(join(maildir, d), old, old);
+    const flagged = await look((h) => h.setFlags([1, 2, 3], { mode: 'add', flags: ['\\Flagged'] }).then(() => undefined));
+    const after = await dirs();
+    expect(after.cur).toBeGreaterThan(old.getTime());
+    expect(await peekCheckpointScan(checkpoint())).toEqual({ ...after, trusted: true });
+    // The next store takes the scan from the checkpoint (see the test above: no listing) and sees the same.
+    const again = await look();
+    expect(again.messages).toEqual(flagged.messages);
+    expect(again.messages.filter((m) => m[2].includes('\\Flagged')).map((m) => m[0])).toEqual([1, 2, 3]);
+    // Another program renames a file afterwards (cur/ gets a new mtime): seen at the next open.
+    const name = (await readdirName(files[4]!))!;
+    await rename(name, name.replace(/:2,.*$/, ':2,T'));
+    const seen = await look();
+    expect(seen.messages.find((m) => m[0] === 5)?.[2]).toEqual(['\\Deleted']);
+    expect(seen.highestModSeq).toBeGreaterThan(again.highestModSeq);
   });
 
   it('reads only the ends of a big dovecot-uidlist it knows, and appends to it correctly after', async () => {

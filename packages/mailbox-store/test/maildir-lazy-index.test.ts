@@ -1,9 +1,9 @@
 // A folder indexed from its files (no Pigeonpost index yet): nothing is read at open when the names carry `,W=`,
 // structures are computed on first use and appended to the index log later as structure records.
-import { mkdir, mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { computeStructure } from '../src/structure.js';
 import { createMaildirStore } from '../src/maildir/index.js';
 import { crc32, crc32Js, decodeRecords, encodeRecord, IndexState } from '../src/maildir/index-log.js';
@@ -139,6 +139,76 @@ describe('Maildir lazy indexing', () => {
     }
     expect(structures[1]).toEqual(structures[0]);
     for (const [i, body] of bodies.entries()) expect(structures[0]![i]).toEqual(await computeStructure(Buffer.from(body)));
+  });
+
+  it('appends structure records without an fsync of their own (a cache), and syncs every other change', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'pp-lazy-'));
+    const bodies = Array.from({ length: 5 }, (_, i) => `Subject: ${i}\n\nbody ${i}\n`);
+    const { maildir } = await writeFolder(root, bodies, () => true);
+    const probe = await open(join(maildir, 'dovecot-uidlist'), 'r');
+    const handleProto = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> };
+    await probe.close();
+    const syncs = vi.spyOn(handleProto, 'datasync');
+    const store = createMaildirStore({ root, fsync: true });
+    try {
+      const h = await (await store.user('tim')).open('INBOX');
+      syncs.mockClear();
+      for (let uid = 1; uid <= bodies.length; uid++) await h.structure(uid);
+      await h.sync(); // appends the structures waiting
+      const log = decodeRecords(await readFile(join(maildir, 'pigeonpost-index.log'))).records;
+      expect(log.filter((r) => r.t === 'S').length).toBe(bodies.length);
+      expect(syncs).not.toHaveBeenCalled();
+      await h.setFlags([1], { mode: 'add', flags: ['\\Flagged'] });
+      expect(syncs).toHaveBeenCalled();
+      await h.close();
+    } finally {
+      syncs.mockRestore();
+      await store.close();
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('reads back structures logged as UTF-8 JSON (older records) next to ASCII ones', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'pp-lazy-'));
+    // Raw 8-bit header bytes: the structure holds non-ASCII strings.
+    const bodies = ['Subject: Réunion\nContent-Type: text/plain; charset=utf-8; name="naïve.txt"\n\nnaïve\n', 'Subject: plain\n\nascii\n'];
+    try {
+      const first = createMaildirStore({ root, fsync: false });
+      await first.createUser('tim', { mailboxes: [] });
+      for (const body of bodies) await first.deliver({ user: 'tim', body: Buffer.from(body) });
+      const h = await (await first.user('tim')).open('INBOX');
+      const expected = [await h.structure(1), await h.structure(2)];
+      await h.close();
+      await first.close();
+      // The add records (they carry the structures of delivered messages) rewritten as an older
+      // store wrote them: raw UTF-8, not \u escapes, the structure still last. No checkpoint.
+      const maildir = join(root, 'tim', 'Maildir');
+      const logPath = join(maildir, 'pigeonpost-index.log');
+      const lines = (await readFile(logPath)).toString('utf8').split('\n').filter((l) => l !== '');
+      let rewritten = 0;
+      const out = lines.map((line) => {
+        const record = JSON.parse(line.slice(9)) as { t: string; st?: unknown };
+        if (record.t !== 'A' || record.st === undefined) return line;
+        const { st, ...rest } = record;
+        const json = `${JSON.stringify(rest).slice(0, -1)},"st":${JSON.stringify(st)}}`;
+        if (Buffer.byteLength(json) !== json.length) rewritten++;
+        return `${crc32(Buffer.from(json)).toString(16).padStart(8, '0')} ${json}`;
+      });
+      expect(rewritten).toBe(1);
+      await rm(join(maildir, 'pigeonpost-index.bin'), { force: true });
+      await writeFile(logPath, out.join('\n') + '\n');
+      const decoded = decodeRecords(await readFile(logPath), { lazyStructures: true });
+      expect(decoded.stop).toBe('end');
+      expect(decoded.structures?.filter((at) => at !== undefined).length).toBe(2);
+      const again = createMaildirStore({ root, fsync: false });
+      const h2 = await (await again.user('tim')).open('INBOX');
+      expect([await h2.structure(1), await h2.structure(2)]).toEqual(expected);
+      expect(expected[0]).toEqual(await computeStructure(Buffer.from(bodies[0]!)));
+      await h2.close();
+      await again.close();
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
   });
 
   it('appends the structures still waiting when the store closes', async () => {

@@ -1,11 +1,13 @@
 // The fast paths added for large folders (bench/store) must agree with the general code.
-import { mkdtemp, readdir, readFile, rename, rm, unlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createMaildirStore } from '../src/maildir/index.js';
-import { baseOfName, infoOfName, parseFilename, sortInfo } from '../src/maildir/filename.js';
+import { baseOfName, infoOfName, parseFilename, physicalSizeOfBase, sortInfo, virtualSizeOfBase } from '../src/maildir/filename.js';
+import { FsWorker, mimeModulePath } from '../src/maildir/fs-worker.js';
 import { crc32, decodeRecords, encodeRecord, encodeRecordAt } from '../src/maildir/index-log.js';
+import { computeStructure } from '../src/structure.js';
 import type { IndexRecord } from '../src/maildir/index-log.js';
 
 describe('Maildir fast paths', () => {
@@ -15,6 +17,7 @@ describe('Maildir fast paths', () => {
       '1700000000.M1P1.host,S=15,W=18',
       '1700000000.M1P1.host,S=15,W=18:2,',
       '1700000000.M1P1.host,S=15,W=18:2,FRS',
+      '1700000000.M1P1.host,W=7,S=x,S=9:2,S',
       '1700000000.M1P1.host:2,Sab,extra',
       '1700000000.M1P1.host:1,S',
       'odd:name:2,S',
@@ -23,6 +26,8 @@ describe('Maildir fast paths', () => {
     for (const name of names) {
       expect(baseOfName(name)).toBe(parseFilename(name).base);
       expect(infoOfName(name)).toBe(parseFilename(name).info);
+      expect(physicalSizeOfBase(baseOfName(name))).toBe(parseFilename(name).physicalSize);
+      expect(virtualSizeOfBase(baseOfName(name))).toBe(parseFilename(name).virtualSize);
     }
   });
 
@@ -110,6 +115,89 @@ describe('Maildir fast paths', () => {
       await h.close();
     } finally {
       await store.close();
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('the parse worker encodes structure records byte for byte as encodeRecordAt does', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'pp-fast-'));
+    const worker = new FsWorker();
+    try {
+      const bodies = ['Subject: =?UTF-8?Q?R=C3=A9union?=\nFrom: "Chloé" <c@example.org>\n\nnaïve\n', 'Subject: plain\r\n\r\nascii\r\n'];
+      const bases = ['1700000000.M1P1.hôte,S=60', '1700000001.M2P1.host'];
+      const paths = bases.map((b) => join(root, `${b}:2,S`));
+      for (const [k, p] of paths.entries()) await writeFile(p, bodies[k]!);
+      const mime = mimeModulePath();
+      expect(mime).toBeDefined();
+      const got = await worker.structureRecords(mime!, [...paths, join(root, 'missing')], [7, 1234567], [...bases, 'missing'], 'w-1');
+      expect(got.length).toBe(3);
+      expect(got[2]).toBeUndefined();
+      for (const [k, body] of bodies.entries()) {
+        const st = await computeStructure(Buffer.from(body));
+        const expected = encodeRecordAt({ t: 'S', u: k === 0 ? 7 : 1234567, b: bases[k]!, st, w: 'w-1' });
+        const r = got[k]!;
+        expect(r.data.equals(expected.data)).toBe(true);
+        expect(r.at).toEqual(expected.structure);
+        expect(JSON.parse(r.json)).toEqual(JSON.parse(JSON.stringify(st)));
+        expect(r.data.toString('latin1', r.at[0], r.at[0] + r.at[1])).toBe(r.json);
+        expect(decodeRecords(r.data).stop).toBe('end');
+      }
+    } finally {
+      await worker.close();
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('a STORE on many messages (file worker) keeps what each message had: structure, INTERNALDATE, EMAILID, file', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'pp-fast-'));
+    const maildir = join(root, 'tim', 'Maildir');
+    const n = 150;
+    try {
+      for (const d of ['cur', 'new', 'tmp']) await mkdir(join(maildir, d), { recursive: true });
+      for (let i = 0; i < n; i++) {
+        const body = `Subject: m${i}\r\nContent-Type: text/plain\r\n\r\nbody ${i}\r\n`;
+        // Every tenth one in new/ (moved to cur/ by the first sync), one with a name not in canonical form.
+        const name = i === 7 ? `${1700000000 + i}.M${i}P1.host:2,S` : `${1700000000 + i}.M${i}P1.host,S=${body.length},W=${body.length}:2,${i % 2 ? 'S' : ''}`;
+        await writeFile(join(maildir, i % 10 === 3 ? 'new' : 'cur', i % 10 === 3 ? name.split(':')[0]! : name), body);
+        await utimes(join(maildir, i % 10 === 3 ? 'new' : 'cur', i % 10 === 3 ? name.split(':')[0]! : name), 1_600_000_000 + i, 1_600_000_000 + i);
+      }
+      const store = createMaildirStore({ root, fsync: false });
+      const h = await (await store.user('tim')).open('INBOX');
+      const uids = h.messages().map((m) => m.uid);
+      expect(uids.length).toBe(n);
+      const before = new Map(h.messages().map((m) => [m.uid, m.emailId]));
+      const dates = await h.internalDates(uids);
+      const structures = new Map<number, unknown>();
+      for (const uid of [1, 4, 8, 60, n]) structures.set(uid, await h.structure(uid));
+      const result = await h.setFlags(uids, { mode: 'add', flags: ['\\Flagged'] });
+      expect(result.updated.length).toBe(n);
+      const modSeq = result.updated[0]!.modSeq;
+      // Every file changed behind the store's back after the STORE: what it knew must come from
+      // the versions it had (not read again), so the old dates and structures are still given.
+      for (const f of await readdir(join(maildir, 'cur'))) {
+        await writeFile(join(maildir, 'cur', f), 'Subject: changed\r\nContent-Type: image/png\r\n\r\nxx\r\n');
+        await utimes(join(maildir, 'cur', f), 1_700_000_000, 1_700_000_000);
+      }
+      for (const m of h.messages()) {
+        expect(m.flags).toContain('\\Flagged');
+        expect(m.modSeq).toBe(modSeq);
+        expect(m.emailId).toBe(before.get(m.uid));
+      }
+      expect(await h.internalDates(uids)).toEqual(dates);
+      for (const [uid, st] of structures) expect(await h.structure(uid)).toEqual(st);
+      // The files have the new names, and a second STORE finds each of them (the one with the odd name too).
+      expect((await readdir(join(maildir, 'cur'))).filter((f) => /:2,.*F/.test(f)).length).toBe(n);
+      expect((await h.setFlags(uids, { mode: 'remove', flags: ['\\Flagged'] })).updated.length).toBe(n);
+      await h.close();
+      await store.close();
+      const other = createMaildirStore({ root, fsync: false });
+      const h2 = await (await other.user('tim')).open('INBOX');
+      expect(h2.messages().every((m) => !m.flags.includes('\\Flagged') && m.modSeq > modSeq)).toBe(true);
+      expect(await h2.internalDates(uids)).toEqual(dates);
+      for (const [uid, st] of structures) expect(await h2.structure(uid)).toEqual(st);
+      await h2.close();
+      await other.close();
+    } finally {
       await rm(root, { recursive: true, force: true });
     }
   });

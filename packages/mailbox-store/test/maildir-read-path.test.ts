@@ -2,14 +2,13 @@
 // batches (readMode; read ahead in UID order), large files streamed in bounded chunks, and the
 // same answers as the files hold, in both modes.
 import { unlinkSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { FsWorker } from '../src/maildir/fs-worker.js';
 import { createMaildirStore } from '../src/maildir/index.js';
-import type { MaildirReadMode, MaildirStoreOptions } from '../src/maildir/index.js';
-import type { MailStore } from '../src/types.js';
+import type { MaildirReadMode } from '../src/maildir/index.js';
+import { useReadFixture } from './read-fixture.js';
 
 const USER = 'reader';
 
@@ -28,41 +27,7 @@ async function collect(it: AsyncIterable<Uint8Array>): Promise<Uint8Array[]> {
 const joined = (chunks: readonly Uint8Array[]): Buffer => Buffer.concat(chunks);
 
 describe.each<MaildirReadMode>(['worker', 'sync-batched'])('Maildir read path, readMode %s', (readMode) => {
-  let root: string;
-  const stores: MailStore[] = [];
-  const open = (options: Partial<MaildirStoreOptions> = {}): MailStore => {
-    const s = createMaildirStore({ root, fsync: false, readMode, ...options });
-    stores.push(s);
-    return s;
-  };
-  /** The message files of INBOX, by UID order (delivery order). */
-  const files = async (): Promise<string[]> => {
-    const dir = join(root, USER, 'Maildir');
-    const out: string[] = [];
-    for (const d of ['new', 'cur']) for (const f of await readdir(join(dir, d))) out.push(join(dir, d, f));
-    return out.sort((a, b) => Number(/Q(\d+)/.exec(a)?.[1] ?? 0) - Number(/Q(\d+)/.exec(b)?.[1] ?? 0));
-  };
-  const fill = async (count: number, size?: (i: number) => number): Promise<Buffer[]> => {
-    const s = open();
-    await s.createUser(USER, { mailboxes: [] });
-    const bodies: Buffer[] = [];
-    for (let i = 1; i <= count; i++) {
-      const b = body(i, size?.(i));
-      bodies.push(b);
-      await s.deliver({ user: USER, body: b });
-    }
-    await s.close();
-    return bodies;
-  };
-
-  beforeEach(async () => {
-    root = await mkdtemp(join(tmpdir(), 'pp-read-'));
-  });
-  afterEach(async () => {
-    vi.restoreAllMocks();
-    for (const s of stores.splice(0)) await s.close();
-    await rm(root, { recursive: true, force: true });
-  });
+  const { root, open, files, fill } = useReadFixture({ prefix: 'pp-read-', user: USER, readMode, body, afterEach: () => vi.restoreAllMocks() });
 
   if (readMode === 'worker') {
     it('reads every message in UID order with the bytes of its file, each small one as one exact chunk, through few worker batches', async () => {
@@ -171,7 +136,7 @@ describe.each<MaildirReadMode>(['worker', 'sync-batched'])('Maildir read path, r
     });
 
     it('refuses an unknown readMode', () => {
-      expect(() => createMaildirStore({ root, readMode: 'threads' as MaildirReadMode })).toThrow(/readMode/);
+      expect(() => createMaildirStore({ root: root(), readMode: 'threads' as MaildirReadMode })).toThrow(/readMode/);
     });
   }
 
@@ -210,7 +175,7 @@ describe.each<MaildirReadMode>(['worker', 'sync-batched'])('Maildir read path, r
     const uids = h.messages().map((m) => m.uid);
     const paths = await files();
     // Another program moves message 2 to cur/ with a flag, and removes message 3.
-    const dir = join(root, USER, 'Maildir');
+    const dir = join(root(), USER, 'Maildir');
     const base2 = paths[1]!.split('/').pop()!.replace(/:2,.*$/, '');
     await rename(paths[1]!, join(dir, 'cur', `${base2}:2,S`));
     await unlink(paths[2]!);

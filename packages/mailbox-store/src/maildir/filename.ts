@@ -53,6 +53,16 @@ function sizeField(base: string, key: 'S' | 'W'): number | undefined {
   return undefined;
 }
 
+/** `parseFilename(name).physicalSize` for a base name (`,S=`), without the object. */
+export function physicalSizeOfBase(base: string): number | undefined {
+  return sizeField(base, 'S');
+}
+
+/** `parseFilename(name).virtualSize` for a base name (`,W=`), without the object. */
+export function virtualSizeOfBase(base: string): number | undefined {
+  return sizeField(base, 'W');
+}
+
 export function parseFilename(name: string): ParsedFilename {
   const colon = name.indexOf(INFO_SEPARATOR);
   const base = colon < 0 ? name : name.slice(0, colon);

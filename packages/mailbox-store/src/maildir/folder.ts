@@ -10,6 +10,7 @@
  * and the index has one writer at a time.
  */
 import { randomBytes } from 'node:crypto';
+import { isAscii } from 'node:buffer';
 import { closeSync, createReadStream, openSync, readFile as readFileCallback, readSync, rename as renameCallback, stat as statCallback } from 'node:fs';
 import { copyFile, link, mkdir, open, readdir, readFile, rename, stat, truncate, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -25,12 +26,12 @@ import type { FlagChangeMode, MessageSource } from '../types.js';
 import { CHECKPOINT_VERSION, decodeCheckpoint, encodeCheckpoint, LOG_TAIL_CHECK, peekCheckpointScan } from './checkpoint.js';
 import { acquireDotlock, writeThroughDotlock } from './dotlock.js';
 import type { Dotlock } from './dotlock.js';
-import { baseOfName, curName, infoOfName, LETTER_OF_FLAG, parseFilename, sortInfo, splitInfo, withSizes } from './filename.js';
+import { baseOfName, curName, infoOfName, LETTER_OF_FLAG, parseFilename, physicalSizeOfBase, sortInfo, splitInfo, virtualSizeOfBase, withSizes } from './filename.js';
 import type { UniqueNames } from './filename.js';
 import type { FsFailure, FsWorker } from './fs-worker.js';
 import type { MaildirReadMode } from './store.js';
 import type { AddRecord, IndexRecord } from './index-log.js';
-import { applyInfoDelta, crc32, decodeRecords, encodeRecord, encodeRecordAt, IndexState, parseJsonBytes, uidRanges } from './index-log.js';
+import { crc32, decodeRecords, encodeRecord, encodeRecordAt, IndexState, infoDelta, parseJsonBytes, uidRanges } from './index-log.js';
 import { KeywordTable, parseKeywordsFile, serializeKeywordsFile } from './keywords.js';
 import { MaildirMessage } from './message.js';
 import { newMailboxGuid, parseUidlist, parseUidlistHeader, serializeUidlist, UidlistParseError } from './uidlist.js';
@@ -47,8 +48,8 @@ const RENAMES_IN_FLIGHT = 16;
 const WORKER_RENAMES_FROM = 64;
 const RENAME_BATCH = 8192;
 /** Files read ahead by the file worker when structures are computed on first use, and per batch. */
-const STRUCTURE_READ_AHEAD = 256;
-const READ_BATCH = 32;
+const STRUCTURE_READ_AHEAD = 512;
+const READ_BATCH = 128;
 /** INTERNALDATEs stat'ed by the file worker per batch. */
 const STAT_BATCH = 4096;
 /** New files found by one sync past this many are not logged one add record each: the checkpoint holds them. */
@@ -216,7 +217,8 @@ export class Folder {
   /** Flags arrays by info letters, shared by every message with those letters (frozen), for the current keyword table. */
   #flagsByInfo = new Map<string, readonly string[]>();
   readonly #infos = new Map<string, string>();
-  #structureWindow: { ino: number; start: number; buf: Buffer } | undefined;
+  /** The last window of the index log read for structures; `ascii`: all of it is ASCII (checked once, not per structure). */
+  #structureWindow: { ino: number; start: number; buf: Buffer; ascii: boolean } | undefined;
   /** dovecot-uidlist as last read under the lock: its inode and the bytes up to its last `\n` (for appends). */
   #uidlistAt: { ino: number; size: number } | undefined;
   /** dovecot-uidlist as this.uidlist and the index's messages hold it (inode, size, mtime), so an unchanged file is not parsed again. */
@@ -225,6 +227,8 @@ export class Folder {
   #extensions: Map<number, readonly string[]> | undefined = new Map();
   /** The last full scan of cur/ and new/: their mtimes, and whether they are old enough to trust (see #syncLocked). */
   #lastScan: { cur: number; new: number; trusted: boolean } | undefined;
+  /** Renames that found their file gone (another program moved it): counted, so a STORE knows it raced one. */
+  #renameRaces = 0;
   readonly #pendingCommits: PendingCommit[] = [];
   /** Structures computed since the index was written (a folder indexed from its files), by UID, to append to the log. */
   /**
@@ -236,7 +240,7 @@ export class Folder {
   /** Structures being computed from files (asked for, or prefetched), by UID. */
   readonly #computing = new Map<number, Promise<MessageStructure>>();
   /** Files being read (or read) by the file worker ahead of `structure()`, by UID, with the base name they were read for. */
-  readonly #readAhead = new Map<number, { base: string; result: Promise<{ json?: string; data?: Buffer } | undefined> }>();
+  readonly #readAhead = new Map<number, { base: string; result: Promise<ReadAhead | undefined> }>();
   #nextParser = 0;
   #parsersFailed = false;
   /**
@@ -245,7 +249,7 @@ export class Folder {
    * size by `,S=`: the ones asked for, and those read ahead of a walk in UID
    * order. Each is taken out when read; `#bodyBytes` is their total size.
    */
-  readonly #bodies = new Map<number, { base: string; size: number; data: Promise<Buffer | undefined> }>();
+  readonly #bodies = new Map<number, { base: string; size: number; data: Promise<Buffer | undefined>; value?: Buffer | null }>();
   #bodyBytes = 0;
   /** Files for the read worker, sent together at the end of this microtask (or when BODY_READ_BATCH are waiting). */
   #bodyBatch: { paths: string[]; sizes: number[]; resolves: ((data: Buffer | undefined) => void)[] } | undefined;
@@ -654,15 +658,24 @@ export class Folder {
     }
   }
 
-  async #appendIndex(records: readonly IndexRecord[], preEncoded?: readonly { data: Buffer; structure?: readonly [number, number] }[]): Promise<void> {
+  /** `versions`: for one flags record, the new message versions made for it (see IndexState.applyPrepared). */
+  async #appendIndex(records: readonly IndexRecord[], preEncoded?: readonly { data: Buffer; structure?: readonly [number, number] }[], versions?: readonly MaildirMessage[]): Promise<void> {
     if (records.length === 0) return;
     const encoded = preEncoded ?? records.map((r) => encodeRecordAt(r));
-    const data = Buffer.concat(encoded.map((e) => e.data));
+    // Written as they are (writev), not copied into one buffer first: a flush of structures is a thousand records.
+    const pieces = encoded.map((e) => e.data);
+    let total = 0;
+    for (const p of pieces) total += p.length;
     const path = join(this.path, INDEX_LOG);
     const fh = await open(path, 'a', 0o600);
     try {
-      await fh.write(data);
-      if (this.#ctx.fsync) await fh.datasync();
+      const { bytesWritten } = pieces.length === 1 ? await fh.write(pieces[0]!) : await fh.writev(pieces);
+      if (bytesWritten < total) await fh.write(Buffer.concat(pieces).subarray(bytesWritten));
+      // Structure records are a cache (no MODSEQ, nothing a client saw): not synced on their own.
+      // A crash may lose them (computed again) or leave a torn or damaged tail, which a
+      // sync cuts off (or rebuilds the index from the files); the next synced append
+      // makes them durable with it.
+      if (this.#ctx.fsync && !records.every((r) => r.t === 'S')) await fh.datasync();
       const st = await fh.stat();
       this.#indexIno = st.ino;
     } finally {
@@ -671,11 +684,15 @@ export class Folder {
     let at = this.#indexOffset;
     records.forEach((r, k) => {
       const e = encoded[k]!;
-      this.index.apply(r, e.structure === undefined ? undefined : [at + e.structure[0], e.structure[1]]);
+      if (versions !== undefined && records.length === 1 && r.t === 'F') this.index.applyPrepared(r, versions);
+      else this.index.apply(r, e.structure === undefined ? undefined : [at + e.structure[0], e.structure[1]]);
       at += e.data.length;
     });
-    this.#indexOffset += data.length;
-    this.#keepLogTail(data);
+    this.#indexOffset += total;
+    // The log's last bytes: from the last pieces only.
+    let from = pieces.length;
+    for (let tail = 0; from > 0 && tail < LOG_TAIL_CHECK; ) tail += pieces[--from]!.length;
+    this.#keepLogTail(from === pieces.length - 1 ? pieces[from]! : Buffer.concat(pieces.slice(from)));
     this.#ctx.onRecords(this, records);
     if (this.#indexOffset - Math.max(0, this.#checkpointOffset) > CHECKPOINT_AFTER_BYTES) this.#scheduleCheckpoint();
   }
@@ -885,13 +902,14 @@ export class Folder {
       const uid = uids[k]!;
       const name = names[k]!;
       const info = this.#internInfo(sortInfo(infoOfName(name)));
-      const indexed = this.index.messages.get(uid);
+      // A rebuilt index is empty: no lookup per file.
+      const indexed = rebuilt ? undefined : this.index.messages.get(uid);
       if (indexed === undefined || indexed.base !== bases[k]) {
         // Indexed from its name, without reading it when the name has `,W=` (what Dovecot,
         // Pigeonpost and most MDAs write): flags from the name, RFC822.SIZE from `W=`,
         // INTERNALDATE (the mtime) read when asked for, the MIME structure on first use.
         if (addModSeq === 0) addModSeq = nextModSeq();
-        const size = parseFilename(name).virtualSize;
+        const size = virtualSizeOfBase(bases[k]!);
         if (size === undefined) sizeUnknown.push({ k: adds.length, at: k });
         adds.push({ t: 'A', u: uid, m: addModSeq, i: info, s: size ?? 0, b: bases[k]!, w: ctx.writerId });
       } else if (indexed.info !== info) {
@@ -1196,9 +1214,10 @@ export class Folder {
     this.#scheduleCheckpoint();
   }
 
-  #structureFrom(buf: Buffer, at: readonly [number, number]): MessageStructure | undefined {
+  #structureFrom(buf: Buffer, at: readonly [number, number], ascii = false): MessageStructure | undefined {
     if (at[0] + at[1] > buf.length) return undefined;
     try {
+      if (ascii) return JSON.parse(buf.toString('latin1', at[0], at[0] + at[1])) as MessageStructure;
       return parseJsonBytes(buf, at[0], at[0] + at[1]) as MessageStructure;
     } catch {
       return undefined;
@@ -1209,7 +1228,7 @@ export class Folder {
   async #loadStructure(offset: number, length: number): Promise<MessageStructure | undefined> {
     const w = this.#structureWindow;
     if (w !== undefined && w.ino === this.#indexIno && offset >= w.start && offset + length <= w.start + w.buf.length) {
-      return this.#structureFrom(w.buf, [offset - w.start, length]);
+      return this.#structureFrom(w.buf, [offset - w.start, length], w.ascii);
     }
     let fh;
     try {
@@ -1224,8 +1243,10 @@ export class Folder {
       // Read ahead: FETCH BODYSTRUCTURE of a range asks for neighbours, which sit next to each other in the log.
       const buf = Buffer.allocUnsafe(Math.max(0, Math.min(Math.max(length, STRUCTURE_LOG_WINDOW), st.size - offset)));
       const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
-      this.#structureWindow = { ino: st.ino, start: offset, buf: buf.subarray(0, bytesRead) };
-      return this.#structureFrom(buf.subarray(0, bytesRead), [0, length]);
+      const window = buf.subarray(0, bytesRead);
+      const ascii = isAscii(window);
+      this.#structureWindow = { ino: st.ino, start: offset, buf: window, ascii };
+      return this.#structureFrom(window, [0, length], ascii);
     } finally {
       await fh.close();
     }
@@ -1318,14 +1339,16 @@ export class Folder {
     if (!this.#readAhead.has(uid) || this.#readAhead.size < STRUCTURE_READ_AHEAD / 2) this.#scheduleReads(uid);
     const ahead = this.#readAhead.get(uid);
     let json: string | undefined;
+    let record: { data: Buffer; at: readonly [number, number] } | undefined;
     const run = (async (): Promise<MessageStructure> => {
-      let got: { json?: string; data?: Buffer } | undefined;
+      let got: ReadAhead | undefined;
       if (ahead !== undefined) {
         this.#readAhead.delete(uid);
         if (ahead.base === m.base) got = await ahead.result;
       }
       if (got?.json !== undefined) {
         json = got.json;
+        record = got.record;
         return JSON.parse(json) as MessageStructure;
       }
       return got?.data !== undefined ? structureOfBytes(got.data) : this.#computeStructure(uid);
@@ -1336,8 +1359,13 @@ export class Folder {
         // the index log, appended at the next change or in the background.
         const now = this.index.messages.get(uid);
         if (now !== undefined && now.base === m.base && now.structure === undefined && now.structureOffset < 0) {
-          const e = encodeRecordAt({ t: 'S', u: uid, b: m.base, st: s, w: this.#ctx.writerId }, json);
-          this.#pendingStructures.set(uid, { base: m.base, data: e.data, at: e.structure! });
+          // Encoded by the parse worker (for this UID and base name), or here.
+          let e = record;
+          if (e === undefined) {
+            const encoded = encodeRecordAt({ t: 'S', u: uid, b: m.base, st: s, w: this.#ctx.writerId }, json);
+            e = { data: encoded.data, at: encoded.structure! };
+          }
+          this.#pendingStructures.set(uid, { base: m.base, data: e.data, at: e.at });
           if (this.#pendingStructures.size >= PENDING_STRUCTURES_FLUSH) this.#flushStructuresSoon();
         }
         return s;
@@ -1366,12 +1394,14 @@ export class Folder {
       const paths = messages.map((b) => this.#pathOf(b));
       const parsers = this.#ctx.parseWorkers;
       const mimePath = this.#ctx.mimePath;
-      let reading: Promise<({ json?: string; data?: Buffer } | undefined)[]>;
+      let reading: Promise<(ReadAhead | undefined)[]>;
       if (mimePath !== undefined && parsers.length > 0 && !this.#parsersFailed) {
-        // Read and parsed by a parse worker (round robin): only JSON comes back.
+        // Read, parsed and encoded as structure records by a parse worker (round robin): the records come back in one buffer.
         const parser = parsers[this.#nextParser++ % parsers.length]!;
-        reading = parser.structures(mimePath, paths).then(
-          (jsons) => jsons.map((json) => (json === undefined ? undefined : { json })),
+        const uids = messages.map((b) => b.uid);
+        const bases = messages.map((b) => b.base);
+        reading = parser.structureRecords(mimePath, paths, uids, bases, this.#ctx.writerId).then(
+          (records) => records.map((r) => (r === undefined ? undefined : { json: r.json, record: { data: r.data, at: r.at } })),
           (error: unknown) => {
             // A worker that cannot run (the parser failed to load): read here from now on.
             this.#parsersFailed = true;
@@ -1397,7 +1427,7 @@ export class Folder {
       const v = view[k]!;
       const m = this.index.messages.get(v.uid);
       if (m === undefined || m.structure !== undefined || m.structureOffset >= 0 || this.#readAhead.has(m.uid) || this.#computing.has(m.uid) || this.#pendingStructures.has(m.uid)) continue;
-      const physical = parseFilename(m.base).physicalSize;
+      const physical = physicalSizeOfBase(m.base);
       if (physical === undefined || physical > WHOLE_READ_BYTES) continue;
       batch.push(m);
       if (batch.length >= READ_BATCH) flush();
@@ -1487,6 +1517,43 @@ export class Folder {
     yield* this.#readOpened(uid, m, range);
   }
 
+  /**
+   * readFile without waiting: a small file's whole bytes when they are
+   * already in memory — read ahead, or read now by this call in
+   * 'sync-batched' mode while this event-loop turn's budget lasts (directly:
+   * no read-ahead entry, no promise) — else
+   * undefined, and readFile (which finds the read this call started) does
+   * the rest: a file being read, a large, renamed, unreadable or expunged
+   * one. Schedules the read-ahead as readFile does, so a walk in UID order
+   * mixing both stays in order. The bytes are the caller's only until the
+   * next readFileNow (of any folder): they may be a view of a buffer that
+   * call reuses. Copy them to keep them.
+   */
+  readFileNow(uid: number): Buffer | undefined {
+    const m = this.index.messages.get(uid);
+    if (m === undefined) return undefined;
+    let entry = this.#bodies.get(uid);
+    if (entry !== undefined && entry.base !== m.base) {
+      this.#dropBody(uid);
+      entry = undefined;
+    }
+    // Read ahead: the size is known (from the same name) without parsing it again.
+    const physical = entry !== undefined ? entry.size : parseFilename(m.base).physicalSize;
+    if (physical === undefined || physical > this.#ctx.wholeReadBytes) return undefined;
+    if (entry === undefined && this.#ctx.readMode === 'sync-batched' && takeSyncRead(physical)) {
+      // Not read ahead, and this turn may still read: read it here and now, with no read-ahead
+      // entry or promise, into the reused scratch buffer. A failed read (renamed, removed) is
+      // left to readFile, which finds out.
+      return readSizedSync(this.#pathOf(m), physical, true);
+    }
+    this.#scheduleBodies(m, physical, entry !== undefined);
+    entry = this.#bodies.get(uid);
+    // Not read yet, or the read failed (null): left for readFile.
+    if (entry?.value === undefined || entry.value === null) return undefined;
+    this.#dropBody(uid);
+    return entry.value;
+  }
+
   /** A small file's bytes (read ahead, or read now); undefined when that read failed. */
   async #smallBody(m: MaildirMessage, physical: number): Promise<Buffer | undefined> {
     let entry = this.#bodies.get(m.uid);
@@ -1560,8 +1627,16 @@ export class Folder {
     const k = batch.paths.length;
     batch.paths.push(this.#pathOf(m));
     batch.sizes.push(size);
-    const data = new Promise<Buffer | undefined>((resolve) => (batch.resolves[k] = resolve));
-    this.#bodies.set(m.uid, { base: m.base, size, data });
+    const entry: { base: string; size: number; data: Promise<Buffer | undefined>; value?: Buffer | null } = { base: m.base, size, data: Promise.resolve(undefined) };
+    // `value` is set the moment the read is done (synchronously in 'sync-batched' mode), for readFileNow.
+    entry.data = new Promise<Buffer | undefined>(
+      (resolve) =>
+        (batch.resolves[k] = (data) => {
+          entry.value = data ?? null;
+          resolve(data);
+        }),
+    );
+    this.#bodies.set(m.uid, entry);
     this.#bodyBytes += size;
     if (batch.paths.length >= BODY_READ_BATCH) this.#sendBodies(batch);
   }
@@ -1808,6 +1883,7 @@ export class Folder {
         return info;
       } catch (error) {
         if (errno(error) !== 'ENOENT' || attempt > 2) throw error;
+        this.#renameRaces++;
         loc = await this.#findByBase(m.base);
         if (loc === undefined) return undefined;
         if (retarget !== undefined) {
@@ -1848,7 +1924,8 @@ export class Folder {
     }
     const conflicts: number[] = [];
     const jobs: { m: MaildirMessage; info: string }[] = [];
-    const change = (info: string): string => (mode === 'add' ? applyInfoDelta(info, letters, '') : mode === 'remove' ? applyInfoDelta(info, '', letters) : sortInfo(splitInfo(info).other + letters));
+    // One result per distinct info string (a handful in a folder), shared by the messages that have it.
+    const change = mode === 'add' ? infoDelta(letters, '') : mode === 'remove' ? infoDelta('', letters) : (info: string): string => sortInfo(splitInfo(info).other + letters);
     for (const m of targets) {
       if (unchangedSince !== undefined && m.modSeq > unchangedSince) {
         conflicts.push(m.uid);
@@ -1885,6 +1962,11 @@ export class Folder {
    */
   async #applyInfos(jobs: { m: MaildirMessage; info: string }[], retarget?: (current: string) => string): Promise<MaildirMessage[]> {
     const renamed: boolean[] = new Array<boolean>(jobs.length).fill(false);
+    // The directories as the last scan (trusted) left them, just before these renames: then the
+    // renames are the only change this folder knows of, and the mtimes they leave are recorded
+    // as that scan's (see #ownRenamesDone), so the next open need not list cur/ again.
+    const races = this.#renameRaces;
+    const before = jobs.length > 0 ? await this.#scanStillCurrent() : false;
     /** Rename through libuv (finding the file again when it moved); the info it got is the job's. */
     const one = async (k: number): Promise<boolean> => {
       const info = await this.#renameOne(jobs[k]!.m, jobs[k]!.info, retarget);
@@ -1893,29 +1975,56 @@ export class Folder {
       return true;
     };
     const targetOf = (k: number): string => curName(jobs[k]!.m.base, jobs[k]!.info);
+    let prepared: Prepared | undefined;
     if (jobs.length >= WORKER_RENAMES_FROM) {
       // Every batch is handed to the worker at once (it renames them in order): the names of
       // later batches are made here while it renames the first ones. A smaller first batch
       // gets it started sooner.
+      // The worker makes the names: it gets base names and ids into a table of (sorted) info strings.
+      const infos: string[] = [];
+      const infoIds = new Map<string, number>();
+      const idOf = (info: string): number => {
+        let id = infoIds.get(info);
+        if (id === undefined) {
+          id = infos.length;
+          infos.push(sortInfo(info));
+          infoIds.set(info, id);
+        }
+        return id;
+      };
       const batches: { which: number[]; done: Promise<FsFailure[]> }[] = [];
       for (let start = 0, size = Math.min(1024, RENAME_BATCH); start < jobs.length; start += size, size = RENAME_BATCH) {
-        const from: string[] = [];
-        const to: string[] = [];
+        const end = Math.min(jobs.length, start + size);
+        const bases: string[] = [];
+        const fromInfo = new Uint32Array(end - start);
+        const toInfo = new Uint32Array(end - start);
+        const oddAt: number[] = [];
+        const oddFrom: string[] = [];
         const which: number[] = [];
-        for (let k = start; k < Math.min(jobs.length, start + size); k++) {
-          const m = jobs[k]!.m;
-          const target = `cur/${targetOf(k)}`;
-          const current = m.file ?? `cur/${curName(m.base, m.info)}`;
-          if (current === target) {
+        for (let k = start; k < end; k++) {
+          const { m, info } = jobs[k]!;
+          const at = bases.length;
+          if (m.file !== undefined) {
+            if (m.file === `cur/${targetOf(k)}`) {
+              renamed[k] = true;
+              continue;
+            }
+            oddAt.push(at);
+            oddFrom.push(m.file);
+          } else if (m.info === info) {
             renamed[k] = true;
             continue;
           }
-          from.push(current);
-          to.push(target);
+          bases.push(m.base);
+          fromInfo[at] = idOf(m.info);
+          toInfo[at] = idOf(info);
           which.push(k);
         }
-        batches.push({ which, done: this.#ctx.fsWorker.rename(this.path, from, to) });
+        const n = bases.length;
+        batches.push({ which, done: this.#ctx.fsWorker.renameInfos(this.path, { bases, infos: infos.slice(), fromInfo: fromInfo.subarray(0, n), toInfo: toInfo.subarray(0, n), oddAt, oddFrom }) });
       }
+      // While the worker renames: the new versions of the messages, for when the index takes them.
+      prepared = this.#prepareVersions(jobs);
       // Settle every batch before anything can throw (none is left running unobserved).
       const results = await Promise.allSettled(batches.map((b) => b.done));
       for (const [n, b] of batches.entries()) {
@@ -1946,26 +2055,84 @@ export class Folder {
       };
       await Promise.all(Array.from({ length: Math.min(RENAMES_IN_FLIGHT, jobs.length) }, worker));
     }
-    const uids: number[] = [];
-    const infos: string[] = [];
-    const olds: string[] = [];
-    jobs.forEach((j, k) => {
-      if (!renamed[k]) return;
-      // Now `cur/<base>:2,<info>`: the canonical name for its new flags.
-      j.m.file = undefined;
-      if (j.m.info !== j.info) {
-        uids.push(j.m.uid);
-        infos.push(j.info);
-        olds.push(j.m.info);
+    let uids: number[] = [];
+    const modSeq = this.index.highestModSeq + 1;
+    if (prepared !== undefined && prepared.modSeq === modSeq && this.#renameRaces === races && renamed.every(Boolean)) {
+      // Every rename done as planned: the record and the versions made meanwhile are the ones.
+      for (const j of jobs) j.m.file = undefined;
+      uids = prepared.uids;
+      if (uids.length > 0) await this.#appendIndex([prepared.record], undefined, prepared.versions);
+    } else {
+      const infos: string[] = [];
+      const olds: string[] = [];
+      const versions: MaildirMessage[] = [];
+      jobs.forEach((j, k) => {
+        if (!renamed[k]) return;
+        // Now `cur/<base>:2,<info>`: the canonical name for its new flags.
+        j.m.file = undefined;
+        if (j.m.info !== j.info) {
+          uids.push(j.m.uid);
+          infos.push(j.info);
+          olds.push(j.m.info);
+          versions.push(j.m.withFlags(modSeq, j.info, this.flagsOf(j.info)));
+        }
+      });
+      if (uids.length > 0) {
+        const record = this.#flagsRecord(uids, olds, infos);
+        await this.#appendIndex([record], undefined, record.t === 'F' && record.m === modSeq ? versions : undefined);
       }
-    });
-    if (uids.length > 0) await this.#appendIndex([this.#flagsRecord(uids, olds, infos)]);
+    }
     this.#rebuildView();
+    if (before && this.#renameRaces === races && renamed.every(Boolean)) await this.#ownRenamesDone();
     return uids.map((uid) => this.index.messages.get(uid)!);
   }
 
+  /**
+   * What a STORE logs and installs once every rename is done as planned, made while the
+   * worker renames: the flags record (for the MODSEQ the next record gets) and the new
+   * versions of the messages whose flags change.
+   */
+  #prepareVersions(jobs: readonly { m: MaildirMessage; info: string }[]): Prepared {
+    const modSeq = this.index.highestModSeq + 1;
+    const uids: number[] = [];
+    const infos: string[] = [];
+    const olds: string[] = [];
+    const versions: MaildirMessage[] = [];
+    for (const { m, info } of jobs) {
+      if (m.info === info) continue;
+      uids.push(m.uid);
+      infos.push(info);
+      olds.push(m.info);
+      versions.push(m.withFlags(modSeq, info, this.flagsOf(info)));
+    }
+    return { modSeq, uids, versions, record: this.#flagsRecord(uids, olds, infos) };
+  }
+
+  /** True when the last scan was trusted and cur/ and new/ still have its mtimes (under the lock, after a sync). */
+  async #scanStillCurrent(): Promise<boolean> {
+    const last = this.#lastScan;
+    if (last === undefined || !last.trusted) return false;
+    const now = await this.#dirMtimes();
+    return now !== undefined && now.cur === last.cur && now.new === last.new;
+  }
+
+  /**
+   * After this store's own renames in cur/ (under the lock, every one done, none racing
+   * another program, from a trusted scan that was still current): the directories' new
+   * mtimes stand for the index as it is now, as Dovecot takes its own changes into its
+   * index header. A change another program made in cur/ during the renames (flags renamed
+   * by a client of another server) would hide behind them until cur/ changes again or a
+   * read of that file fails and finds it (the same as Dovecot).
+   */
+  async #ownRenamesDone(): Promise<void> {
+    const after = await this.#dirMtimes();
+    if (after === undefined) return;
+    this.#lastScan = { cur: after.cur, new: after.new, trusted: true };
+    this.#checkpointDirty = true;
+  }
+
   /** One flags record: the delta form when the same letters were added and removed on every message (UID order), explicit otherwise. */
-  #flagsRecord(uids: number[], olds: readonly string[], infos: string[]): IndexRecord {
+  #flagsRecord(uids: number[], olds: readonly string[], infos: string[]): IndexRecord & { t: 'F' } {
     const m = this.index.highestModSeq + 1;
     const w = this.#ctx.writerId;
     let ascending = true;
@@ -1973,13 +2140,21 @@ export class Folder {
     if (ascending) {
       const add = new Set<string>();
       const remove = new Set<string>();
+      // Once per distinct (old, new) pair of info strings (the same few strings over and over).
+      let lastOld = '';
+      let lastNew = '';
       olds.forEach((old, k) => {
-        for (const letter of infos[k]!) if (!old.includes(letter)) add.add(letter);
-        for (const letter of old) if (!infos[k]!.includes(letter)) remove.add(letter);
+        const info = infos[k]!;
+        if (k > 0 && old === lastOld && info === lastNew) return;
+        lastOld = old;
+        lastNew = info;
+        for (const letter of info) if (!old.includes(letter)) add.add(letter);
+        for (const letter of old) if (!info.includes(letter)) remove.add(letter);
       });
       const a = [...add].sort().join('');
       const d = [...remove].sort().join('');
-      if (olds.every((old, k) => applyInfoDelta(old, a, d) === infos[k])) return { t: 'F', m, r: uidRanges(uids), a, d, w };
+      const delta = infoDelta(a, d);
+      if (olds.every((old, k) => delta(old) === infos[k])) return { t: 'F', m, r: uidRanges(uids), a, d, w };
     }
     return { t: 'F', u: uids, m, i: infos, w };
   }
@@ -2076,6 +2251,21 @@ export class Folder {
   }
 }
 
+/** A file read ahead for its structure: its bytes, or its structure as JSON (and as the record to log, when the worker encoded it). */
+interface ReadAhead {
+  readonly data?: Buffer;
+  readonly json?: string;
+  readonly record?: { readonly data: Buffer; readonly at: readonly [number, number] };
+}
+
+/** A STORE's index record and new message versions, made while its files are renamed. */
+interface Prepared {
+  readonly modSeq: number;
+  readonly uids: number[];
+  readonly versions: readonly MaildirMessage[];
+  readonly record: IndexRecord & { t: 'F' };
+}
+
 interface SyncRead {
   readonly path: string;
   readonly size: number;
@@ -2089,22 +2279,18 @@ interface SyncRead {
  */
 const syncReads = { queue: [] as SyncRead[], head: 0, files: 0, bytes: 0, turnArmed: false };
 
+/** Size of the slab small files are read into by readSizedSync (files under an eighth of it). */
+const SYNC_SLAB_BYTES = 256 * 1024;
+/** The current slab and how much of it is handed out. A slab is dropped once full; its pieces live on. */
+const syncSlab = { buf: Buffer.alloc(0), used: 0 };
+/** readFileNow's direct reads: one buffer, reused by the next one (its bytes are the caller's only until then). */
+let syncScratch = Buffer.alloc(0);
+
 /** Read waiting files here, up to SYNC_READ_FILES / SYNC_READ_BYTES this turn; the next turn (setImmediate) reads on. */
 function drainSyncReads(): void {
   const s = syncReads;
-  while (s.head < s.queue.length && s.files < SYNC_READ_FILES && s.bytes < SYNC_READ_BYTES) {
+  while (s.head < s.queue.length && takeSyncRead(s.queue[s.head]!.size)) {
     const job = s.queue[s.head++]!;
-    s.files++;
-    s.bytes += job.size;
-    if (!s.turnArmed) {
-      s.turnArmed = true;
-      setImmediate(() => {
-        s.turnArmed = false;
-        s.files = 0;
-        s.bytes = 0;
-        drainSyncReads();
-      });
-    }
     job.resolve(readSizedSync(job.path, job.size));
   }
   if (s.head === s.queue.length) {
@@ -2113,24 +2299,56 @@ function drainSyncReads(): void {
   }
 }
 
+/** Count one synchronous read of `size` bytes against this turn's budget; false when it is used up (the next turn resets it). */
+function takeSyncRead(size: number): boolean {
+  const s = syncReads;
+  if (s.files >= SYNC_READ_FILES || s.bytes >= SYNC_READ_BYTES) return false;
+  s.files++;
+  s.bytes += size;
+  if (!s.turnArmed) {
+    s.turnArmed = true;
+    setImmediate(() => {
+      s.turnArmed = false;
+      s.files = 0;
+      s.bytes = 0;
+      drainSyncReads();
+    });
+  }
+  return true;
+}
+
 /**
  * A file whose size is known (by `,S=`) read whole into an exact-size
  * buffer; one byte more is asked for to see the end. Undefined when it
  * cannot be read or is longer than `size` (the caller reads it another
  * way); a shorter file is cut.
  */
-function readSizedSync(path: string, size: number): Buffer | undefined {
+function readSizedSync(path: string, size: number, scratch = false): Buffer | undefined {
   let fd = -1;
   try {
     fd = openSync(path, 'r');
-    const buf = Buffer.allocUnsafe(size + 1);
+    if (scratch && syncScratch.length < size + 1) syncScratch = Buffer.allocUnsafeSlow(Math.max(SYNC_SLAB_BYTES, size + 1));
+    // Into the shared slab (one allocation for many small files, not one each), else a buffer of its own.
+    const inSlab = !scratch && size < SYNC_SLAB_BYTES / 8;
+    if (inSlab && syncSlab.buf.length - syncSlab.used < size + 1) {
+      syncSlab.buf = Buffer.allocUnsafeSlow(SYNC_SLAB_BYTES);
+      syncSlab.used = 0;
+    }
+    const buf = scratch ? syncScratch : inSlab ? syncSlab.buf : Buffer.allocUnsafe(size + 1);
+    const at = inSlab ? syncSlab.used : 0;
     let got = 0;
-    while (got < buf.length) {
-      const n = readSync(fd, buf, got, buf.length - got, got);
+    while (got < size + 1) {
+      const n = readSync(fd, buf, at + got, size + 1 - got, got);
       if (n === 0) break;
       got += n;
+      // Exactly the size the name gives, one byte short of what was asked: the end of the
+      // file (a regular file reads short only there), without a read to see 0.
+      if (got === size) break;
     }
-    return got > size ? undefined : buf.subarray(0, got);
+    if (got > size) return undefined;
+    // Handed-out bytes are never written again: the slab goes on after them (8-byte aligned).
+    if (inSlab) syncSlab.used += (got + 7) & ~7;
+    return buf.subarray(at, at + got);
   } catch {
     return undefined;
   } finally {

@@ -29,33 +29,86 @@ export function mimeModulePath(): string | undefined {
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
+const zlib = require('node:zlib');
 let mime;
+let crcTable;
+function crc32(bytes) {
+  if (zlib.crc32 !== undefined) return zlib.crc32(bytes) >>> 0;
+  if (crcTable === undefined) {
+    crcTable = new Int32Array(256);
+    for (let n = 0; n < 256; n++) { let c = n; for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1; crcTable[n] = c; }
+  }
+  let crc = -1;
+  for (let i = 0; i < bytes.length; i++) crc = crcTable[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8);
+  return (crc ^ -1) >>> 0;
+}
+/** A file's MIME structure as ASCII-only JSON (non-ASCII as \\u escapes): what the index log holds. */
+function structureJson(path) {
+  const parser = new mime.MimeParser();
+  parser.push(fs.readFileSync(path));
+  const json = JSON.stringify(parser.end());
+  // ASCII exactly when its UTF-8 length is its length (one native call, no regular expression over it).
+  return Buffer.byteLength(json) !== json.length ? json.replace(/[^\\u0000-\\u007f]/g, (c) => '\\\\u' + c.charCodeAt(0).toString(16).padStart(4, '0')) : json;
+}
 const probe = new Uint8Array(1);
 parentPort.on('message', (job) => {
-  if (job.op === 'rename') {
+  if (job.op === 'renameInfos') {
+    // cur/<base>:2,<info> to cur/<base>:2,<other info>, the names made here from the base names
+    // (one NUL-separated string) and info ids into a table; the few files elsewhere come as paths.
+    const bases = job.bases.split('\\0');
+    const cur = job.dir + '/cur/';
     const errors = [];
-    for (let k = 0; k < job.from.length; k++) {
-      try { fs.renameSync(job.dir + '/' + job.from[k], job.dir + '/' + job.to[k]); } catch (e) { errors.push(k, e && e.code ? e.code : String(e)); }
+    let odd = 0;
+    for (let k = 0; k < bases.length; k++) {
+      const stem = cur + bases[k] + ':2,';
+      let from;
+      if (odd < job.oddAt.length && job.oddAt[odd] === k) from = job.dir + '/' + job.oddFrom[odd++];
+      else from = stem + job.infos[job.fromInfo[k]];
+      try { fs.renameSync(from, stem + job.infos[job.toInfo[k]]); } catch (e) { errors.push(k, e && e.code ? e.code : String(e)); }
     }
     parentPort.postMessage({ id: job.id, errors });
-  } else if (job.op === 'structures') {
-    // Read and parse (the MIME parser of @pigeonpost/mime, required from the path the store resolved),
-    // and send back each structure as ASCII-only JSON (what the index log holds).
+  } else if (job.op === 'structureRecords') {
+    // Read, parse and encode each as the index log's structure record, \`<crc> {"t":"S","u":…,"b":…,"w":…,"st":…}\\n\`
+    // (as encodeRecordAt writes it), all in one buffer sent back whole; per file its record's
+    // offset and length and its structure JSON's (-1: failed).
     if (mime === undefined) mime = require(job.mime);
-    const jsons = [];
+    const paths = job.paths.split('\\0');
+    const bases = job.bases.split('\\0');
+    const texts = [];
+    const stAt = [];
     const errors = [];
-    for (let k = 0; k < job.paths.length; k++) {
+    let total = 0;
+    for (let k = 0; k < paths.length; k++) {
       try {
-        const parser = new mime.MimeParser();
-        parser.push(fs.readFileSync(job.paths[k]));
-        const json = JSON.stringify(parser.end());
-        jsons.push(/[^\\u0000-\\u007f]/.test(json) ? json.replace(/[^\\u0000-\\u007f]/g, (c) => '\\\\u' + c.charCodeAt(0).toString(16).padStart(4, '0')) : json);
+        const json = structureJson(paths[k]);
+        const head = JSON.stringify({ t: 'S', u: job.uids[k], b: bases[k], w: job.w });
+        const text = head.slice(0, -1) + ',"st":' + json + '}';
+        texts.push(text);
+        stAt.push(Buffer.byteLength(head) - 1 + 6, json.length);
+        total += Buffer.byteLength(text) + 10;
       } catch (e) {
-        jsons.push(null);
+        texts.push(undefined);
+        stAt.push(-1, -1);
         errors.push(k, e && e.code ? e.code : String(e));
       }
     }
-    parentPort.postMessage({ id: job.id, jsons, errors });
+    const out = Buffer.alloc(total);
+    const at = new Float64Array(4 * paths.length);
+    let pos = 0;
+    for (let k = 0; k < texts.length; k++) {
+      if (texts[k] === undefined) { at.fill(-1, 4 * k, 4 * k + 4); continue; }
+      const length = out.write(texts[k], pos + 9, 'utf8');
+      out[pos + 8] = 0x20;
+      out[pos + 9 + length] = 0x0a;
+      out.write(crc32(out.subarray(pos + 9, pos + 9 + length)).toString(16).padStart(8, '0'), pos, 'latin1');
+      at[4 * k] = pos;
+      at[4 * k + 1] = length + 10;
+      at[4 * k + 2] = 9 + stAt[2 * k];
+      at[4 * k + 3] = stAt[2 * k + 1];
+      pos += length + 10;
+    }
+    const data = new Uint8Array(out.buffer, out.byteOffset, out.length);
+    parentPort.postMessage({ id: job.id, data, at, errors }, [out.buffer, at.buffer]);
   } else if (job.op === 'mtime') {
     const out = new Float64Array(job.paths.length);
     for (let k = 0; k < job.paths.length; k++) {
@@ -124,7 +177,7 @@ export interface FsFailure {
 }
 
 interface Reply {
-  jsons?: (string | null)[];
+  at?: Float64Array;
   data?: Uint8Array;
   lengths?: number[];
   mtimes?: Float64Array;
@@ -180,21 +233,35 @@ export class FsWorker {
     });
   }
 
-  /** Rename `dir/from[k]` to `dir/to[k]`, in order; the failures by index (with their errno code). */
-  async rename(dir: string, from: readonly string[], to: readonly string[]): Promise<FsFailure[]> {
-    if (from.length === 0) return [];
-    return failures((await this.#run({ op: 'rename', dir, from, to })).errors);
+  /**
+   * Rename each `dir/cur/<bases[k]>:2,<infos[fromInfo[k]]>` (or `dir/<oddFrom[j]>` for k =
+   * oddAt[j], ascending) to `dir/cur/<bases[k]>:2,<infos[toInfo[k]]>`, in order; the failures by
+   * index. The names are made in the worker: a STORE on a big folder sends base names and info ids,
+   * not two paths per file.
+   */
+  async renameInfos(dir: string, job: { bases: readonly string[]; infos: readonly string[]; fromInfo: Uint32Array; toInfo: Uint32Array; oddAt: readonly number[]; oddFrom: readonly string[] }): Promise<FsFailure[]> {
+    if (job.bases.length === 0) return [];
+    return failures((await this.#run({ op: 'renameInfos', dir, bases: job.bases.join('\0'), infos: job.infos, fromInfo: job.fromInfo, toInfo: job.toInfo, oddAt: job.oddAt, oddFrom: job.oddFrom })).errors);
   }
 
   /**
-   * Read and parse files with `@pigeonpost/mime` (loaded in the worker from
-   * `mimePath`, its CommonJS entry): each structure as ASCII-only JSON, or
-   * undefined for a file that could not be read or parsed.
+   * Read, parse and encode files as the index log's structure records (`encodeRecordAt` of
+   * `{ t: 'S', u: uids[k], b: bases[k], st, w }`): per file its record bytes, where the
+   * structure's JSON is in them, and that JSON; undefined for a file that could not be read or parsed.
    */
-  async structures(mimePath: string, paths: readonly string[]): Promise<(string | undefined)[]> {
+  async structureRecords(mimePath: string, paths: readonly string[], uids: readonly number[], bases: readonly string[], writerId: string): Promise<({ json: string; data: Buffer; at: readonly [number, number] } | undefined)[]> {
     if (paths.length === 0) return [];
-    const r = await this.#run({ op: 'structures', mime: mimePath, paths });
-    return r.jsons!.map((j) => j ?? undefined);
+    const r = await this.#run({ op: 'structureRecords', mime: mimePath, paths: paths.join('\0'), uids, bases: bases.join('\0'), w: writerId });
+    const data = Buffer.from(r.data!.buffer, r.data!.byteOffset, r.data!.byteLength);
+    const at = r.at!;
+    return paths.map((_, k) => {
+      const start = at[4 * k]!;
+      if (start < 0) return undefined;
+      const record = data.subarray(start, start + at[4 * k + 1]!);
+      const st: readonly [number, number] = [at[4 * k + 2]!, at[4 * k + 3]!];
+      // ASCII-only JSON: latin1 decodes it exactly, and fast.
+      return { json: record.toString('latin1', st[0], st[0] + st[1]), data: record, at: st };
+    });
   }
 
   /** mtimes (ms) of files; NaN for one that could not be stat'ed. */

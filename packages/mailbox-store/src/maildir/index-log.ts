@@ -230,6 +230,22 @@ export function decodeRecords(data: Buffer, options: { readonly lazyStructures?:
   return { records, consumed: offset, stop: 'end', ...(structures ? { structures } : {}) };
 }
 
+/**
+ * applyInfoDelta for one delta over many messages, remembered per info string (a folder has
+ * a handful of distinct ones): one result string per distinct info, not one per message.
+ */
+export function infoDelta(add: string, remove: string): (info: string) => string {
+  const seen = new Map<string, string>();
+  return (info) => {
+    let out = seen.get(info);
+    if (out === undefined) {
+      out = applyInfoDelta(info, add, remove);
+      if (seen.size < 4096) seen.set(info, out);
+    }
+    return out;
+  };
+}
+
 /** Info letters after a delta: `remove` taken out, `add` put in, sorted. */
 export function applyInfoDelta(info: string, add: string, remove: string): string {
   let kept = info;
@@ -310,6 +326,22 @@ export class IndexState {
     if (message !== undefined) this.messages.set(uid, message.withFlags(modSeq, info, this.flagsOf(info)));
   }
 
+  /**
+   * A flags record whose new message versions were made beforehand (each with the
+   * record's MODSEQ and its new info letters, one per message the record changes):
+   * installs them, with the state their current versions have now.
+   */
+  applyPrepared(record: IndexRecord & { t: 'F' }, prepared: readonly MaildirMessage[]): void {
+    this.records++;
+    for (const next of prepared) {
+      const current = this.messages.get(next.uid);
+      if (current === undefined) continue;
+      next.takeStateOf(current);
+      this.messages.set(next.uid, next);
+    }
+    this.highestModSeq = Math.max(this.highestModSeq, record.m);
+  }
+
   /** `structureAt`: the structure stays in the log, at that place, instead of in memory. */
   apply(record: IndexRecord, structureAt?: readonly [number, number]): void {
     this.records++;
@@ -330,12 +362,11 @@ export class IndexState {
         break;
       case 'F':
         if (record.r !== undefined) {
-          const add = record.a ?? '';
-          const remove = record.d ?? '';
+          const delta = infoDelta(record.a ?? '', record.d ?? '');
           for (let k = 0; k + 1 < record.r.length; k += 2) {
             for (let uid = record.r[k]!; uid <= record.r[k + 1]!; uid++) {
               const message = this.messages.get(uid);
-              if (message !== undefined) this.#setFlags(uid, applyInfoDelta(message.info, add, remove), record.m);
+              if (message !== undefined) this.#setFlags(uid, delta(message.info), record.m);
             }
           }
         } else {

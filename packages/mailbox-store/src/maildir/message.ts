@@ -72,6 +72,19 @@ export class MaildirMessage implements MessageMeta {
     return next;
   }
 
+  /**
+   * Take the later state (file, date, structure, EMAILID) from `previous`, the version this one
+   * replaces: for a version made ahead of time, while `previous` could still change.
+   */
+  takeStateOf(previous: MaildirMessage): void {
+    this.file = previous.file;
+    this.date = previous.date;
+    this.structure = previous.structure;
+    this.structureOffset = previous.structureOffset;
+    this.structureLength = previous.structureLength;
+    this.#emailId = previous.#emailId;
+  }
+
   /** `[offset, length]` of the structure in the index log, or undefined. */
   get structureAt(): readonly [number, number] | undefined {
     return this.structureOffset < 0 ? undefined : [this.structureOffset, this.structureLength];

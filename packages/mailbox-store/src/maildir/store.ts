@@ -718,6 +718,7 @@ class MaildirUser implements UserMailStore {
           uidValidity: f.uidValidity,
           messages: snapshot.map((m) => ({ uid: m.uid, size: m.size })),
           read: (uid) => f.readFile(uid),
+          readNow: (uid) => f.readFileNow(uid),
           commit: async ({ expunge, seen }) =>
             f.locked(async () => {
               const current = new Map(f.messages().map((m) => [m.uid, m]));

@@ -7,14 +7,14 @@
  * drops buffered plaintext.
  */
 import { bindSessionSocket, createSessionServer, systemClock } from '@pigeonpost/wire/node';
-import type { CloseOptions, Connection, RejectInfo, SessionServer, SessionServerOptions } from '@pigeonpost/wire/node';
+import type { CloseOptions, Connection, RejectInfo, SessionServer, SessionServerOptions, SessionSocketTransport } from '@pigeonpost/wire/node';
 import { silentLogger } from '@pigeonpost/wire';
 import { Pop3Error } from '../errors.js';
 import { resolvePop3Limits } from '../limits.js';
 import type { Pop3ListenerLimits } from '../limits.js';
 import { LoginDelayTracker } from '../server/login-delay.js';
 import { createPop3ServerSession } from '../server/session.js';
-import type { Pop3ServerSessionOptions } from '../server/types.js';
+import type { Pop3ServerSessionOptions, Pop3ServerTransport } from '../server/types.js';
 
 /** How long a closed session's socket may wait for the peer to close its side. */
 const GOODBYE_TIMEOUT_MS = 5000;
@@ -45,7 +45,7 @@ export function createPop3Server(options: Pop3ServerOptions): Pop3Server {
       // STLS: the +OK went out in the previous write; the upgrade drops buffered plaintext (RFC 2595 §4).
       { tls: options.tls, idleTimeoutMs: limits.idleTimeoutMs, goodbyeTimeoutMs: GOODBYE_TIMEOUT_MS, startTlsName: 'STLS', clock, logger },
       (transport) =>
-        createPop3ServerSession(sessionOptions, transport, {
+        createPop3ServerSession(sessionOptions, withWritten(transport), {
           id: connection.id,
           remoteAddress: connection.remoteAddress,
           remotePort: connection.remotePort,
@@ -64,6 +64,24 @@ export function createPop3Server(options: Pop3ServerOptions): Pop3Server {
   // RFC 3206 §4: SYS/TEMP, a temporary condition.
   const rejectMessage = (info: RejectInfo): string => (info.reason === 'closing' ? '-ERR [SYS/TEMP] Server shutting down\r\n' : '-ERR [SYS/TEMP] Too many connections, try again later\r\n');
   return createSessionServer({ ...limits, name: options.name ?? 'pop3', onConnection, tls: tlsOptions, secure, proxyProtocol, closeTimeoutMs, clock, logger, rejectMessage });
+}
+
+/**
+ * wire's socket transport, plus `written()`: nothing left in the socket's
+ * write buffer, so every buffer given to `write` has been handed to the
+ * kernel (a write the kernel took whole completes inside `write`), and the
+ * session may reuse its output memory.
+ */
+function withWritten(transport: SessionSocketTransport): Pop3ServerTransport {
+  return {
+    write: (bytes) => transport.write(bytes),
+    drain: () => transport.drain(),
+    written: () => transport.socket.writableLength === 0,
+    startTls: () => transport.startTls(),
+    close: () => transport.close(),
+    pause: () => transport.pause(),
+    resume: () => transport.resume(),
+  };
 }
 
 function validateSessionOptions(options: Pop3ServerSessionOptions): void {

@@ -17,6 +17,8 @@ import type { Pop3Backend, Pop3ServerMaildrop } from './types.js';
 export interface StorePop3Maildrop {
   messages(): readonly { readonly number: number; readonly uidl: string; readonly size: number }[];
   read(number: number, options?: { readonly lines?: number }): AsyncIterable<Uint8Array>;
+  /** Optional (mailbox-store's maildrops have it): the whole message when it is in memory now, else undefined. */
+  readNow?(number: number): Uint8Array | undefined;
   markDeleted(number: number): void;
   commit(options?: { readonly seen?: readonly number[] }): Promise<unknown>;
   release(): Promise<void>;
@@ -113,9 +115,22 @@ export function mailStoreBackend(options: MailStoreBackendOptions): Pop3Backend 
 /** Wrap a store's POP3 maildrop as this package's `Pop3ServerMaildrop`. */
 export function storeMaildrop(drop: StorePop3Maildrop): Pop3ServerMaildrop {
   const messages = drop.messages().map((m) => ({ uidl: m.uidl, size: m.size }));
+  const readNow = drop.readNow?.bind(drop);
   return {
     messages,
     read: (number, readOptions) => translated(drop.read(number, readOptions)),
+    ...(readNow === undefined
+      ? {}
+      : {
+          readNow: (number: number) => {
+            try {
+              return readNow(number);
+            } catch {
+              // Never an answer here: read() reports it.
+              return undefined;
+            }
+          },
+        }),
     async commit({ deleted, seen }) {
       try {
         for (const n of deleted) drop.markDeleted(n);

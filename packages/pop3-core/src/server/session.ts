@@ -52,6 +52,17 @@ const RESPONSE_FLUSH_BYTES = 16 * 1024;
 const WAIT_FLUSH_BYTES = 4 * 1024;
 /** How much of a message is read ahead for a pipelined RETR/TOP. */
 const PREFETCH_BYTES = 64 * 1024;
+/**
+ * Responses are built in one output buffer, up to this size (a bigger one
+ * when a response needs it), encoded straight into it; each write hands the
+ * filled part to the transport and goes on in the rest, never touching
+ * bytes still referenced (the transport's `written()` says when none are).
+ */
+const OUT_BUFFER_BYTES = 64 * 1024;
+/** Room below which a message chunk is not encoded into the output buffer's rest: it is written out first. */
+const MIN_ENCODE_ROOM = 8 * 1024;
+const EMPTY = Buffer.alloc(0);
+const DONE: Promise<void> = Promise.resolve();
 
 /** A message being read ahead: its first chunks (up to a cap), and the iterator for the rest. */
 interface Prefetch {
@@ -69,6 +80,19 @@ function parsePrefetchable(line: Buffer): { key: string; n: number; lines: numbe
   const lines = m[3] === undefined ? undefined : Number(m[3]);
   if ((m[1]!.toUpperCase() === 'TOP') !== (lines !== undefined)) return null;
   return { key: prefetchKey(n, lines), n, lines };
+}
+
+/** The message number of a line `RETR n` (any case, one space, 1–9 digits, n ≥ 1); 0 for any other line. */
+function retrNumber(line: Uint8Array): number {
+  const len = line.length;
+  if (len < 6 || len > 14 || (line[0]! | 0x20) !== 0x72 || (line[1]! | 0x20) !== 0x65 || (line[2]! | 0x20) !== 0x74 || (line[3]! | 0x20) !== 0x72 || line[4] !== 0x20) return 0;
+  let n = 0;
+  for (let i = 5; i < len; i++) {
+    const d = line[i]! - 0x30;
+    if (d < 0 || d > 9) return 0;
+    n = n * 10 + d;
+  }
+  return n;
 }
 
 function prefetchKey(n: number, lines: number | undefined): string {
@@ -147,8 +171,13 @@ export class Pop3ServerSession {
   private readonly prefetched = new Map<string, Prefetch>();
   private saslSession: SaslServerSession | undefined;
   private readonly input: Uint8Array[] = [];
-  private out: Buffer[] = [];
+  /** Where output is built: `outBytes` bytes filled at its start, the rest free. A view of `arena`. */
+  private outBuf: Buffer = EMPTY;
+  /** The output buffer `outBuf` is part of. */
+  private arena: Buffer = EMPTY;
   private outBytes = 0;
+  /** A write of a message body was refused (the peer is behind): drain before reading more of it. */
+  private behind = false;
   private running = false;
   private sleeping = 0;
   private paused = false;
@@ -340,6 +369,14 @@ export class Pop3ServerSession {
       if (this.phase === 'auth') this.abortSasl();
       this.bad(ev.bareCr ? 'Bare CR not allowed' : 'NUL characters not allowed');
       return true;
+    }
+    // The hot command of a download: a pipelined RETR, parsed from the bytes (what dispatch would make of it).
+    if (this.phase === 'command' && this.state === 'transaction') {
+      const n = retrNumber(line);
+      if (n > 0 && line.length + 2 <= this.limits.maxCommandLineLength) {
+        await this.cmdRetr({ verb: 'RETR', message: n });
+        return true;
+      }
     }
     let text: string;
     try {
@@ -677,10 +714,51 @@ export class Pop3ServerSession {
   }
 
   /** @internal RETR (RFC 1939 §5). */
-  async cmdRetr(command: Extract<Pop3Command, { verb: 'RETR' }>): Promise<void> {
-    const m = this.message(command.message);
-    if (m === undefined) return;
-    if (await this.sendMessage(command.message, undefined, `${m.size} octets`)) this.seen.add(command.message);
+  cmdRetr(command: Extract<Pop3Command, { verb: 'RETR' }>): Promise<void> {
+    const n = command.message;
+    const m = this.message(n);
+    if (m === undefined) return DONE;
+    if (this.sendNow(n, `${m.size} octets`)) {
+      this.seen.add(n);
+      if (this.outBytes >= RESPONSE_FLUSH_BYTES && !this.flush()) this.behind = true;
+      if (!this.behind) return DONE;
+      this.behind = false;
+      return this.transport.drain();
+    }
+    return this.sendMessage(n, undefined, `${m.size} octets`).then((sent) => {
+      if (sent) this.seen.add(n);
+    });
+  }
+
+  /**
+   * RETR of a message the backend has in memory now (`readNow`): `+OK`, the
+   * encoded bytes and the terminator go straight into the output buffer,
+   * with no promise, iterator or copy per chunk; pipelined RETRs of such
+   * messages are answered one after the other in one synchronous run.
+   * False (nothing written) when the backend cannot answer now: then
+   * `sendMessage` reads it (and reports a vanished message).
+   */
+  private sendNow(n: number, okText: string): boolean {
+    const maildrop = this.maildrop;
+    if (maildrop?.readNow === undefined || this.phase === 'closed' || (this.prefetched.size > 0 && this.prefetched.has(prefetchKey(n, undefined)))) return false;
+    let bytes: Uint8Array | undefined;
+    try {
+      bytes = maildrop.readNow(n);
+    } catch (error) {
+      // A backend bug, never the client's: read() answers this RETR instead.
+      this.logger.warn({ session: this.id, message: n, err: error }, 'readNow failed');
+      return false;
+    }
+    if (bytes === undefined) return false;
+    const room = DataEncoder.maxEncodedLength(bytes.length) + okText.length * 3 + 16;
+    // Too little room left: write out what earlier answers made (if that is a fair amount) rather than copy it into a new buffer.
+    if (this.outBuf.length - this.outBytes < room && this.outBytes >= WAIT_FLUSH_BYTES && !this.flush()) this.behind = true;
+    this.status({ ok: true, text: okText });
+    const encoder = new DataEncoder();
+    this.reserve(DataEncoder.maxEncodedLength(bytes.length) + 5);
+    this.outBytes = encoder.encodeInto(bytes, this.outBuf, this.outBytes);
+    this.outBytes = encoder.endInto(this.outBuf, this.outBytes);
+    return true;
   }
 
   /** @internal TOP (RFC 1939 §7). `TOP n 99999999` sends the whole message. */
@@ -727,14 +805,13 @@ export class Pop3ServerSession {
     this.status({ ok: true, text: okText });
     const encoder = new DataEncoder();
     try {
-      for (const chunk of head.chunks) {
-        const piece = encoder.push(chunk);
-        if (piece.length > 0) this.writeBytes(piece);
-      }
+      for (const chunk of head.chunks) this.writeEncoded(encoder, chunk);
       for (let r = head.done ? undefined : await iterator.next(); r !== undefined && r.done !== true; r = await iterator.next()) {
-        const piece = encoder.push(r.value);
-        if (piece.length > 0) this.writeBytes(piece);
-        if (this.outBytes >= BODY_FLUSH_BYTES && !this.flush()) await this.transport.drain();
+        this.writeEncoded(encoder, r.value);
+        if (this.behind) {
+          this.behind = false;
+          await this.transport.drain();
+        }
         if (this.isClosed()) {
           void iterator.return?.();
           return false;
@@ -746,9 +823,32 @@ export class Pop3ServerSession {
       this.closeSession();
       return false;
     }
-    this.writeBytes(encoder.end());
+    if (this.phase !== 'closed') {
+      this.reserve(5);
+      this.outBytes = encoder.endInto(this.outBuf, this.outBytes);
+    }
     if (this.outBytes >= RESPONSE_FLUSH_BYTES && !this.flush()) await this.transport.drain();
     return true;
+  }
+
+  /**
+   * Encode a chunk of a message into the output buffer, as much at a time as
+   * the free room takes: with little room left, what is buffered is written
+   * first when it is much (else moved to a bigger buffer).
+   */
+  private writeEncoded(encoder: DataEncoder, chunk: Uint8Array): void {
+    if (this.phase === 'closed') return;
+    for (let pos = 0; pos < chunk.length; ) {
+      if (this.outBuf.length - this.outBytes < MIN_ENCODE_ROOM) {
+        // Much buffered: written out rather than copied into a bigger buffer (a small group stays one write).
+        if (this.outBytes >= BODY_FLUSH_BYTES / 2 && !this.flush()) this.behind = true;
+        this.reserve(MIN_ENCODE_ROOM);
+      }
+      const take = Math.min(chunk.length - pos, (this.outBuf.length - this.outBytes) >> 1);
+      this.outBytes = encoder.encodeInto(chunk, this.outBuf, this.outBytes, pos, pos + take);
+      pos += take;
+    }
+    if (this.outBytes >= BODY_FLUSH_BYTES && !this.flush()) this.behind = true;
   }
 
   /**
@@ -775,7 +875,8 @@ export class Pop3ServerSession {
         parsed = parsePrefetchable(ev.line);
         this.lookaheadParsed.set(ev, parsed);
       }
-      if (parsed === null) continue;
+      // A RETR the backend can answer from memory (readNow) needs no read-ahead here: the backend reads ahead itself.
+      if (parsed === null || (parsed.lines === undefined && maildrop.readNow !== undefined)) continue;
       const { key, n, lines } = parsed;
       if (this.prefetched.has(key) || this.deleted[n - 1] !== false) continue;
       this.prefetched.set(key, startPrefetch(maildrop, n, lines, PREFETCH_BYTES));
@@ -917,22 +1018,36 @@ export class Pop3ServerSession {
   }
 
   private write(text: string): void {
-    this.writeBytes(Buffer.from(text, 'utf8'));
+    if (this.phase === 'closed') return;
+    // At most 3 bytes a UTF-16 unit in UTF-8; a long text (LIST, UIDL) is measured instead.
+    this.reserve(text.length <= 4096 ? text.length * 3 : Buffer.byteLength(text, 'utf8'));
+    this.outBytes += this.outBuf.write(text, this.outBytes, 'utf8');
   }
 
-  private writeBytes(bytes: Buffer): void {
-    if (this.phase === 'closed') return;
-    this.out.push(bytes);
-    this.outBytes += bytes.length;
+  /**
+   * Make room for `bytes` more in the output buffer. Nothing is written to
+   * the transport here (a pipelined group stays one write): a buffer too
+   * small is replaced by a bigger one holding what is buffered.
+   */
+  private reserve(bytes: number): void {
+    if (this.outBuf.length - this.outBytes >= bytes) return;
+    // Small at first (an idle session holds little), doubling up to OUT_BUFFER_BYTES as output flows.
+    const next = Buffer.allocUnsafe(Math.max(this.outBytes + bytes, Math.min(OUT_BUFFER_BYTES, Math.max(1024, 2 * this.arena.length))));
+    this.outBuf.copy(next, 0, 0, this.outBytes);
+    this.outBuf = this.arena = next;
   }
 
   /** Write what is buffered in one call; false when the transport asks us to wait. */
   private flush(): boolean {
     if (this.outBytes === 0) return true;
-    const bytes = this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out, this.outBytes);
-    this.out = [];
+    // The transport may keep these bytes until sent: the buffer goes on after them, never over them.
+    const bytes = this.outBuf.subarray(0, this.outBytes);
+    this.outBuf = this.outBuf.subarray(this.outBytes);
     this.outBytes = 0;
-    return this.transport.write(bytes);
+    const ok = this.transport.write(bytes);
+    // Taken whole by the kernel already (the usual case on a socket keeping up): start over at the beginning.
+    if (this.transport.written?.() === true) this.outBuf = this.arena;
+    return ok;
   }
 
   private pause(): void {
@@ -951,7 +1066,7 @@ export class Pop3ServerSession {
     if (this.phase === 'closed') return;
     if (flush) this.flush();
     this.phase = 'closed';
-    this.out = [];
+    this.outBuf = this.arena = EMPTY;
     this.outBytes = 0;
     this.saslSession?.cancel();
     this.input.length = 0;

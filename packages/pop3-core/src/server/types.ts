@@ -35,6 +35,17 @@ export interface Pop3ServerMaildrop {
    */
   read(number: number, options?: { readonly lines?: number }): AsyncIterable<Uint8Array>;
   /**
+   * Optional, for speed: message `number`'s whole bytes (as `read` would
+   * give them) when the backend has them in memory now, else `undefined`
+   * (then `read` is used, which also reports a vanished message). Must not
+   * throw or wait. The session then answers pipelined RETRs of such
+   * messages in one synchronous run, encoding straight into its output
+   * buffer. The bytes are encoded before the session calls the maildrop
+   * again, never modified nor kept: the backend may reuse their memory for
+   * the next `readNow`.
+   */
+  readNow?(number: number): Uint8Array | undefined;
+  /**
    * QUIT from TRANSACTION (RFC 1939 §6): remove `deleted` and mark `seen` as
    * `\Seen` (RETR'd), atomically, then release the lock. Numbers are 1-based;
    * messages already gone are skipped.
@@ -147,6 +158,13 @@ export interface Pop3ServerTransport {
   write(bytes: Uint8Array): boolean;
   /** Resolves when written bytes have been taken by the peer (or the connection closed). */
   drain(): Promise<void>;
+  /**
+   * Optional: true when every byte given to `write` so far has been handed
+   * on (to the kernel) and none is referenced any more, so the session may
+   * build its next output in the same memory. Without it, memory once
+   * written is never reused. The Node adapter has it.
+   */
+  written?(): boolean;
   /**
    * Start the TLS handshake now (the `+OK` went out in the previous write).
    * Drop any plaintext still buffered, and call `session.tlsEstablished()`

@@ -5,14 +5,16 @@
  * expunged over IMAP meanwhile, \Seen on RETR), and the Node listener's
  * per-IP connection limit.
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createMaildirStore } from '@pigeonpost/mailbox-store';
 import type { MailStore } from '@pigeonpost/mailbox-store';
+import { encodeData } from '@pigeonpost/wire';
 import { mailStoreBackend } from '../../src/server/mail-store.js';
+import type { Pop3MailStore, StorePop3Maildrop } from '../../src/server/mail-store.js';
 import { createPop3Server } from '../../src/node/server.js';
 import { createPop3TestSession } from '../../src/testing/index.js';
 
@@ -106,6 +108,57 @@ describe('Maildir through mailStoreBackend', () => {
     expect(box.messages()).toHaveLength(1);
     await box.close();
     expect(readdirSync(join(root, 'alice', 'Maildir', 'cur')).length + readdirSync(join(root, 'alice', 'Maildir', 'new')).length).toBe(1);
+  });
+});
+
+describe('Maildir: pipelined RETR of many messages', () => {
+  it.each(['sync-batched', 'worker'] as const)('answers every RETR with its exact bytes (readMode %s), from memory where the store can, -ERR for a file removed meanwhile', async (readMode) => {
+    const store = createMaildirStore({ root, fsync: false, readMode });
+    stores.push(store);
+    const bodies: Buffer[] = [];
+    for (let i = 1; i <= 150; i++) {
+      const b = Buffer.from(`Subject: m${i}\n\n${`.dot line ${i}\nplain line\n`.repeat(1 + (i % 40))}`);
+      bodies.push(b);
+      await store.deliver({ user: 'alice', body: b });
+    }
+    // The store structurally, its maildrop's readNow counted.
+    let answered = 0;
+    const counting: Pop3MailStore = {
+      user: async (name) => {
+        const user = await store.user(name);
+        return {
+          openPop3: async () => {
+            const drop: StorePop3Maildrop = await user.openPop3();
+            const readNow = drop.readNow!.bind(drop);
+            drop.readNow = (n) => {
+              const bytes = readNow(n);
+              if (bytes !== undefined) answered++;
+              return bytes;
+            };
+            return drop;
+          },
+        };
+      },
+    };
+    const t = createPop3TestSession({ backend: mailStoreBackend({ store: counting, users }), allowInsecureAuth: true });
+    await t.send(LOGIN);
+    // Message 100's file goes away (another program) after the snapshot.
+    const cur = join(root, 'alice', 'Maildir', 'cur');
+    const neu = join(root, 'alice', 'Maildir', 'new');
+    const victim = [...readdirSync(neu).map((f) => join(neu, f)), ...readdirSync(cur).map((f) => join(cur, f))].find((f) => readFileSync(f).equals(bodies[102]!))!;
+    rmSync(victim);
+    let commands = '';
+    for (let n = 1; n <= 153; n++) commands += `RETR ${n}\r\n`;
+    const out = await t.send(commands);
+    let expected = '';
+    for (let n = 1; n <= 153; n++) {
+      // The three messages delivered in beforeEach come first.
+      const b = n <= 3 ? Buffer.from(`Subject: ${n}\n\nbody ${n}\n`) : bodies[n - 4]!;
+      expected += n === 106 ? '-ERR Message was removed by another session\r\n' : `+OK ${b.length + b.toString('latin1').split('\n').length - 1} octets\r\n${encodeData(b).toString('latin1')}`;
+    }
+    expect(out).toBe(expected);
+    expect(answered).toBeGreaterThan(0);
+    await t.send('QUIT\r\n');
   });
 });
 

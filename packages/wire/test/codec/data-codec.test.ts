@@ -241,6 +241,32 @@ describe('DataEncoder', () => {
     expect(() => encoder.end()).toThrow(/twice/);
   });
 
+  it('encodeInto and endInto write into the caller\'s buffer', () => {
+    const encoder = new DataEncoder();
+    const source = b('.a\nb\r');
+    const target = Buffer.alloc(2 + DataEncoder.maxEncodedLength(source.length) + DataEncoder.maxEncodedLength(3) + 5);
+    let at = encoder.encodeInto(source, target, 2);
+    at = encoder.encodeInto(b('\n.c'), target, at);
+    at = encoder.endInto(target, at);
+    expect(s(target.subarray(2, at))).toBe('..a\r\nb\r\n..c\r\n.\r\n');
+    expect(() => encoder.encodeInto(b('x'), target, 0)).toThrow(FramingError);
+    expect(() => encoder.endInto(target, 0)).toThrow(/twice/);
+  });
+
+  it('encodeInto refuses a target without room for the worst case, and a bad range, writing nothing', () => {
+    const encoder = new DataEncoder();
+    const target = Buffer.alloc(7, 0xaa);
+    expect(() => encoder.encodeInto(b('\n\n\n\n'), target, 0)).toThrow(RangeError);
+    expect(() => encoder.encodeInto(b('abc'), target, 2)).toThrow(RangeError);
+    expect(() => encoder.encodeInto(b('abc'), target, 0, 2, 1)).toThrow(RangeError);
+    expect(() => encoder.encodeInto(b('abc'), target, 0, 0, 4)).toThrow(RangeError);
+    expect(target.every((v) => v === 0xaa)).toBe(true);
+    // The state is untouched: the next call encodes from the start of a line.
+    expect(s(target.subarray(0, encoder.encodeInto(b('.x'), target, 0)))).toBe('..x');
+    expect(() => encoder.endInto(Buffer.alloc(4), 1)).toThrow(RangeError);
+    expect(s(target.subarray(0, encoder.endInto(target, 0)))).toBe('\r\n.\r\n');
+  });
+
   it('encodes an async iterable of chunks', async () => {
     async function* source(): AsyncGenerator<Uint8Array> {
       await Promise.resolve(); // a real source awaits its I/O
@@ -287,6 +313,37 @@ describe('DATA codec: properties', () => {
         expect(s(streamed)).toBe(s(wire));
       }),
       { numRuns: 400 },
+    );
+  });
+
+  it('encodeInto writes exactly what push returns, for any split, window and offset', () => {
+    // Long runs too (copied natively past 32 bytes), and LF-only text as Maildir stores it.
+    const long = fc.constantFrom('u'.repeat(32), 't'.repeat(33), 'z'.repeat(63), 'y'.repeat(64), 'x'.repeat(65), `${'w'.repeat(300)}\n`, `.${'v'.repeat(100)}\n`);
+    const mixed = fc.array(fc.oneof(piece, long), { maxLength: 30 }).map((parts) => b(parts.join('')));
+    fc.assert(
+      fc.property(fc.oneof(body, mixed), cuts, fc.nat({ max: 7 }), fc.nat({ max: 5 }), (x, points, pad, slack) => {
+        const reference = new DataEncoder();
+        const expected = Buffer.concat([...split(x, points).map((chunk) => reference.push(chunk)), reference.end()]);
+        const encoder = new DataEncoder();
+        const parts: Buffer[] = [];
+        for (const chunk of split(x, points)) {
+          // The chunk as a window [pad, pad + length) of a larger source, into a target with bytes around it.
+          const source = Buffer.concat([Buffer.alloc(pad, 0x2e), chunk, Buffer.alloc(pad, 0x0a)]);
+          const room = DataEncoder.maxEncodedLength(chunk.length);
+          const target = Buffer.alloc(pad + room + slack, 0xaa);
+          const end = encoder.encodeInto(source, target, pad, pad, pad + chunk.length);
+          expect(end).toBeGreaterThanOrEqual(pad);
+          expect(end).toBeLessThanOrEqual(pad + room);
+          // Nothing written outside [pad, end).
+          expect(target.subarray(0, pad).every((v) => v === 0xaa)).toBe(true);
+          expect(target.subarray(end).every((v) => v === 0xaa)).toBe(true);
+          parts.push(Buffer.from(target.subarray(pad, end)));
+        }
+        const tail = Buffer.alloc(5);
+        parts.push(tail.subarray(0, encoder.endInto(tail, 0)));
+        expect(s(Buffer.concat(parts))).toBe(s(expected));
+      }),
+      { numRuns: 500 },
     );
   });
 
