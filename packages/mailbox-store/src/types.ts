@@ -165,6 +165,12 @@ export interface MailboxHandle extends AsyncDisposable {
   /** The cached MIME structure (byte offsets of every part), computed once (at delivery, or on first use). */
   structure(uid: number): Promise<MessageStructure>;
   /**
+   * IMAP BODYSTRUCTURE of a message (`@pigeonpost/mime`'s `imapBodyStructure`
+   * of its structure), for FETCH BODYSTRUCTURE. A backend may keep the string
+   * with the structure so this neither parses nor formats (Maildir: in the index log).
+   */
+  bodyStructure(uid: number): Promise<string>;
+  /**
    * INTERNALDATE (ms since the epoch) of each UID, in the order given (IMAP
    * FETCH INTERNALDATE, SEARCH BEFORE/SINCE). Asked for in batches: a
    * backend may need a file system call per message the first time. Rejects

@@ -6,7 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { createMaildirStore } from '../src/maildir/index.js';
 import { baseOfName, infoOfName, parseFilename, physicalSizeOfBase, sortInfo, virtualSizeOfBase } from '../src/maildir/filename.js';
 import { FsWorker, mimeModulePath } from '../src/maildir/fs-worker.js';
-import { crc32, decodeRecords, encodeRecord, encodeRecordAt } from '../src/maildir/index-log.js';
+import { cachedBodyStructureAt, crc32, decodeRecords, encodeRecord, encodeRecordAt } from '../src/maildir/index-log.js';
+import { imapBodyStructure } from '@pigeonpost/mime';
 import { computeStructure } from '../src/structure.js';
 import type { IndexRecord } from '../src/maildir/index-log.js';
 
@@ -141,6 +142,8 @@ describe('Maildir fast paths', () => {
         expect(JSON.parse(r.json)).toEqual(JSON.parse(JSON.stringify(st)));
         expect(r.data.toString('latin1', r.at[0], r.at[0] + r.at[1])).toBe(r.json);
         expect(decodeRecords(r.data).stop).toBe('end');
+        // The IMAP BODYSTRUCTURE cached after the structure (\u escapes for the non-ASCII one).
+        expect(cachedBodyStructureAt(r.data, r.at[0] + r.at[1])).toBe(imapBodyStructure(st));
       }
     } finally {
       await worker.close();

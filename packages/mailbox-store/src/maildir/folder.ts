@@ -20,7 +20,7 @@ import { isKeyword } from '../flags.js';
 import type { StoreLimits } from '../limits.js';
 import { MessageSizeCounter, meterMessageSource } from '../source.js';
 import type { MessageStructure } from '../structure.js';
-import { MimeParser } from '@pigeonpost/mime';
+import { imapBodyStructure, MimeParser } from '@pigeonpost/mime';
 import { computeStructure } from '../structure.js';
 import type { FlagChangeMode, MessageSource } from '../types.js';
 import { CHECKPOINT_VERSION, decodeCheckpoint, encodeCheckpoint, LOG_TAIL_CHECK, peekCheckpointScan } from './checkpoint.js';
@@ -31,7 +31,7 @@ import type { UniqueNames } from './filename.js';
 import type { FsFailure, FsWorker } from './fs-worker.js';
 import type { MaildirReadMode } from './store.js';
 import type { AddRecord, IndexRecord } from './index-log.js';
-import { crc32, decodeRecords, encodeRecord, encodeRecordAt, IndexState, infoDelta, parseJsonBytes, uidRanges } from './index-log.js';
+import { cachedBodyStructureAt, crc32, READ_MORE, decodeRecords, encodeRecord, encodeRecordAt, IndexState, infoDelta, parseJsonBytes, uidRanges } from './index-log.js';
 import { KeywordTable, parseKeywordsFile, serializeKeywordsFile } from './keywords.js';
 import { MaildirMessage } from './message.js';
 import { newMailboxGuid, parseUidlist, parseUidlistHeader, serializeUidlist, UidlistParseError } from './uidlist.js';
@@ -289,8 +289,15 @@ export class Folder {
     return this.index.messages.get(uid);
   }
 
-  /** Run `fn` alone in this process and with the uidlist lock held, after a sync. */
-  locked<T>(fn: (lock: Dotlock) => Promise<T>): Promise<T> {
+  /**
+   * Run `fn` alone in this process and with the uidlist lock held, after a sync.
+   * `scan: false` (a delivery's commit): cur/ and new/ are not listed when the
+   * uidlist and the index are as this store left them — files other programs
+   * dropped in meanwhile get their UIDs at the next full sync (open, sync(), any
+   * other change), as Dovecot's LMTP leaves them to the next session.
+   */
+  locked<T>(fn: (lock: Dotlock) => Promise<T>, options: { readonly scan?: boolean } = {}): Promise<T> {
+    const scan = options.scan ?? true;
     const run = async (): Promise<T> => {
       const lock = await acquireDotlock(join(this.path, `${UIDLIST}.lock`), {
         clock: this.#ctx.clock,
@@ -299,7 +306,7 @@ export class Folder {
         timeoutMs: this.#ctx.lockTimeoutMs,
       });
       try {
-        await this.#syncLocked();
+        await this.#syncLocked(scan);
         await this.#flushStructures();
         return await fn(lock);
       } finally {
@@ -737,18 +744,20 @@ export class Folder {
     await this.#rewriteIndex([header]);
   }
 
-  async #syncLocked(): Promise<void> {
+  async #syncLocked(scan = true): Promise<void> {
     const ctx = this.#ctx;
     // The directories' mtimes, taken before anything is read (see #lastScan).
     const scanStart = Date.now();
     const dirMtimes = await this.#dirMtimes();
+    // Without a scan (a delivery): no listing started early (it is only needed if the uidlist or index changed).
+    const lightOk = !scan && dirMtimes !== undefined && this.uidlist !== undefined;
     // Directories changed too recently for any scan to be trusted: they will be listed, so the
     // listing starts now and runs (in libuv's pool) while the index and uidlist are read.
     // Likewise when no scan of this store can match and the checkpoint's (read from its header) does not.
     let early: Promise<[string[], string[]]> | undefined;
     const last0 = this.#lastScan;
-    let listNow = dirMtimes === undefined || !this.#trustable(dirMtimes, scanStart) || (last0 !== undefined && (last0.cur !== dirMtimes.cur || last0.new !== dirMtimes.new));
-    if (!listNow && last0 === undefined && dirMtimes !== undefined) {
+    let listNow = !lightOk && (dirMtimes === undefined || !this.#trustable(dirMtimes, scanStart) || (last0 !== undefined && (last0.cur !== dirMtimes.cur || last0.new !== dirMtimes.new)));
+    if (!lightOk && !listNow && last0 === undefined && dirMtimes !== undefined) {
       const scan = await peekCheckpointScan(join(this.path, INDEX_CHECKPOINT));
       listNow = scan === undefined || !scan.trusted || scan.cur !== dirMtimes.cur || scan.new !== dirMtimes.new;
     }
@@ -781,6 +790,21 @@ export class Folder {
       this.#lastScan = last;
       this.uidlist = read.list;
       if (refreshed.reset) this.#rebuildView();
+      return;
+    }
+    if (
+      lightOk &&
+      read !== undefined &&
+      read.records === undefined &&
+      usable &&
+      refreshed.applied === 0 &&
+      !refreshed.reset &&
+      this.index.uidValidity === read.list.uidValidity
+    ) {
+      // A delivery: the uidlist and the index are this store's, so the next UID and the log's end are
+      // known; the directories are not listed. No scan is recorded (`#lastScan` stays undefined), so the
+      // next full sync lists them.
+      this.uidlist = read.list;
       return;
     }
     let uidlistChanged = false;
@@ -1332,6 +1356,58 @@ export class Folder {
     return this.#computeOnFirstUse(uid, m);
   }
 
+  /**
+   * IMAP BODYSTRUCTURE (`imapBodyStructure` of the structure): the string
+   * cached after the structure in the index log when there is one (no parse,
+   * no formatting), formatted from the structure otherwise.
+   */
+  async bodyStructure(uid: number): Promise<string> {
+    const m = this.index.messages.get(uid);
+    if (m === undefined) throw new StoreError('ERR_STORE_NO_SUCH_MESSAGE', `message ${uid} has been expunged`);
+    if (m.structure === undefined) {
+      let cached: string | undefined;
+      if (m.structureOffset >= 0) cached = await this.#loadBodyStructure(m.structureOffset, m.structureLength);
+      else {
+        const pending = this.#pendingStructures.get(uid);
+        if (pending !== undefined && pending.base === m.base) {
+          const got = cachedBodyStructureAt(pending.data, pending.at[0] + pending.at[1]);
+          if (got !== READ_MORE) cached = got;
+        }
+      }
+      if (cached !== undefined) return cached;
+    }
+    return imapBodyStructure(await this.structure(uid));
+  }
+
+  /** The BODYSTRUCTURE cached after the structure at [offset, offset + length) of the index log, through the same window as structures. */
+  async #loadBodyStructure(offset: number, length: number): Promise<string | undefined> {
+    const w = this.#structureWindow;
+    if (w !== undefined && w.ino === this.#indexIno && offset >= w.start && offset + length <= w.start + w.buf.length) {
+      const got = cachedBodyStructureAt(w.buf, offset - w.start + length);
+      if (got !== READ_MORE) return got;
+      // Its end is past the window: a new window from this structure on.
+      if (offset === w.start) return undefined;
+    }
+    const fh = await open(join(this.path, INDEX_LOG), 'r').catch((error: unknown) => {
+      if (errno(error) === 'ENOENT') return undefined;
+      throw error;
+    });
+    if (fh === undefined) return undefined;
+    try {
+      const st = await fh.stat();
+      if (st.ino !== this.#indexIno) return undefined;
+      const buf = Buffer.allocUnsafe(Math.max(0, Math.min(Math.max(length, STRUCTURE_LOG_WINDOW), st.size - offset)));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
+      const window = buf.subarray(0, bytesRead);
+      if (length > window.length) return undefined;
+      this.#structureWindow = { ino: st.ino, start: offset, buf: window, ascii: isAscii(window) };
+      const got = cachedBodyStructureAt(window, length);
+      return got === READ_MORE ? undefined : got;
+    } finally {
+      await fh.close();
+    }
+  }
+
   /** A structure computed once per message even when asked for concurrently; the next files are read ahead by the file worker. */
   #computeOnFirstUse(uid: number, m: MaildirMessage): Promise<MessageStructure> {
     const running = this.#computing.get(uid);
@@ -1749,8 +1825,19 @@ export class Folder {
     const tmpPath = join(this.path, 'tmp', base);
     const fh = await open(tmpPath, 'wx', 0o600);
     const metered = meterMessageSource(source, this.#ctx.limits);
+    // The structure is parsed from the chunks as they are written (the parser copies what it keeps
+    // across chunks), not from the file read back: no second open and read per delivery.
+    const parser = new MimeParser();
+    let structure: MessageStructure;
     try {
-      for await (const chunk of metered.chunks) await fh.write(chunk);
+      for await (const chunk of metered.chunks) {
+        parser.push(chunk);
+        await fh.write(chunk);
+      }
+      structure = parser.end();
+      // The mtime (INTERNALDATE) set before the fsync, so it is as durable as the bytes.
+      const date = new Date(internalDate);
+      await fh.utimes(date, date);
       if (this.#ctx.fsync) await fh.sync();
     } catch (error) {
       await fh.close().catch(() => undefined);
@@ -1758,9 +1845,6 @@ export class Folder {
       throw error;
     }
     await fh.close();
-    const date = new Date(internalDate);
-    await utimes(tmpPath, date, date);
-    const structure = await computeStructure(createReadStream(tmpPath));
     const { bytes, size } = metered.sizes();
     return { tmpPath, base, bytes, size, structure };
   }
@@ -1798,15 +1882,18 @@ export class Folder {
   }
 
   #scheduleCommit(): void {
-    const run = this.locked(async () => {
-      const batch = this.#pendingCommits.splice(0);
-      try {
-        const done = await this.#commitBatch(batch);
-        batch.forEach((b, k) => b.resolve(done[k]!));
-      } catch (error) {
-        for (const b of batch) b.reject(error);
-      }
-    });
+    const run = this.locked(
+      async () => {
+        const batch = this.#pendingCommits.splice(0);
+        try {
+          const done = await this.#commitBatch(batch);
+          batch.forEach((b, k) => b.resolve(done[k]!));
+        } catch (error) {
+          for (const b of batch) b.reject(error);
+        }
+      },
+      { scan: false },
+    );
     run.catch((error: unknown) => {
       // The lock or the sync failed before the batch was taken.
       for (const b of this.#pendingCommits.splice(0)) b.reject(error);

@@ -42,13 +42,20 @@ function crc32(bytes) {
   for (let i = 0; i < bytes.length; i++) crc = crcTable[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8);
   return (crc ^ -1) >>> 0;
 }
-/** A file's MIME structure as ASCII-only JSON (non-ASCII as \\u escapes): what the index log holds. */
+/** JSON made ASCII-only (non-ASCII as \\u escapes). */
+function ascii(json) {
+  // ASCII exactly when its UTF-8 length is its length (one native call, no regular expression over it).
+  return Buffer.byteLength(json) !== json.length ? json.replace(/[^\\u0000-\\u007f]/g, (c) => '\\\\u' + c.charCodeAt(0).toString(16).padStart(4, '0')) : json;
+}
+/** A file's MIME structure as ASCII-only JSON, and its IMAP BODYSTRUCTURE as a JSON string: what the index log holds. */
 function structureJson(path) {
   const parser = new mime.MimeParser();
   parser.push(fs.readFileSync(path));
-  const json = JSON.stringify(parser.end());
-  // ASCII exactly when its UTF-8 length is its length (one native call, no regular expression over it).
-  return Buffer.byteLength(json) !== json.length ? json.replace(/[^\\u0000-\\u007f]/g, (c) => '\\\\u' + c.charCodeAt(0).toString(16).padStart(4, '0')) : json;
+  const structure = parser.end();
+  // The IMAP BODYSTRUCTURE cached after it (as index-log.ts's bodyStructureJson makes it; none if it cannot be formatted).
+  let bs;
+  try { bs = ascii(JSON.stringify(mime.imapBodyStructure(structure))); } catch { bs = undefined; }
+  return { json: ascii(JSON.stringify(structure)), bs };
 }
 const probe = new Uint8Array(1);
 parentPort.on('message', (job) => {
@@ -68,7 +75,7 @@ parentPort.on('message', (job) => {
     }
     parentPort.postMessage({ id: job.id, errors });
   } else if (job.op === 'structureRecords') {
-    // Read, parse and encode each as the index log's structure record, \`<crc> {"t":"S","u":…,"b":…,"w":…,"st":…}\\n\`
+    // Read, parse and encode each as the index log's structure record, \`<crc> {"t":"S","u":…,"b":…,"w":…,"st":…,"bs1":…}\\n\`
     // (as encodeRecordAt writes it), all in one buffer sent back whole; per file its record's
     // offset and length and its structure JSON's (-1: failed).
     if (mime === undefined) mime = require(job.mime);
@@ -80,9 +87,9 @@ parentPort.on('message', (job) => {
     let total = 0;
     for (let k = 0; k < paths.length; k++) {
       try {
-        const json = structureJson(paths[k]);
+        const { json, bs } = structureJson(paths[k]);
         const head = JSON.stringify({ t: 'S', u: job.uids[k], b: bases[k], w: job.w });
-        const text = head.slice(0, -1) + ',"st":' + json + '}';
+        const text = head.slice(0, -1) + ',"st":' + json + (bs === undefined ? '' : ',"bs1":' + bs) + '}';
         texts.push(text);
         stAt.push(Buffer.byteLength(head) - 1 + 6, json.length);
         total += Buffer.byteLength(text) + 10;

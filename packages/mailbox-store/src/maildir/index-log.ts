@@ -18,6 +18,7 @@
  */
 import { isAscii } from 'node:buffer';
 import * as zlib from 'node:zlib';
+import { imapBodyStructure } from '@pigeonpost/mime';
 import type { MessageStructure } from '../structure.js';
 import { sortInfo } from './filename.js';
 import { MaildirMessage } from './message.js';
@@ -124,6 +125,52 @@ export function encodeRecord(record: IndexRecord): Buffer {
 }
 
 const ST_KEY = Buffer.from(',"st":', 'latin1');
+/**
+ * The key of the IMAP BODYSTRUCTURE string cached right after a record's
+ * structure (`...,"st":{...},"bs1":"..."}`), so a warm FETCH BODYSTRUCTURE
+ * reads a string instead of parsing and formatting the structure. The number
+ * is the version of `@pigeonpost/mime`'s BODYSTRUCTURE formatting it was made
+ * with: when that formatting changes, a new key makes readers ignore the old
+ * strings (and format from the structure again).
+ */
+export const BS_KEY = Buffer.from(',"bs1":', 'latin1');
+
+/** The cached BODYSTRUCTURE of a structure as ASCII-only JSON (a string literal); undefined if it cannot be formatted. */
+export function bodyStructureJson(structure: MessageStructure): string | undefined {
+  try {
+    return asciiJson(JSON.stringify(imapBodyStructure(structure)));
+  } catch {
+    return undefined;
+  }
+}
+
+/** `cachedBodyStructureAt`: the string goes on past the bytes given (read further). */
+export const READ_MORE: unique symbol = Symbol('read more');
+
+/**
+ * The BODYSTRUCTURE cached after a structure that ends at `end` (exclusive) in
+ * `buf`: undefined when the record has none (older records), READ_MORE when
+ * its end is not in `buf`.
+ */
+export function cachedBodyStructureAt(buf: Buffer, end: number): string | undefined | typeof READ_MORE {
+  if (end >= buf.length) return READ_MORE;
+  if (buf[end] !== BS_KEY[0]) return undefined;
+  if (end + BS_KEY.length > buf.length) return READ_MORE;
+  if (buf.compare(BS_KEY, 0, BS_KEY.length, end, end + BS_KEY.length) !== 0) return undefined;
+  const start = end + BS_KEY.length;
+  const nl = buf.indexOf(0x0a, start);
+  if (nl < 0) return READ_MORE;
+  // `"...."}` then the newline: the string literal is [start, nl - 1).
+  const stop = nl - 1;
+  if (stop - start < 2 || buf[start] !== 0x22 || buf[stop - 1] !== 0x22 || buf[stop] !== 0x7d) return undefined;
+  // ASCII (asciiJson), so latin1; JSON undoes the escapes (every `"` of the IMAP string is one).
+  try {
+    const value: unknown = JSON.parse(buf.toString('latin1', start, stop));
+    return typeof value === 'string' ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * Encode a record, and say where its structure's JSON is in the bytes. The
@@ -152,18 +199,21 @@ export function parseJsonBytes(buf: Buffer, start: number, end: number): unknown
 export function encodeRecordAt(record: IndexRecord, structureJson?: string): { data: Buffer; structure?: readonly [number, number] } {
   let head: string;
   let st: string | undefined;
+  let bs: string | undefined;
   if (structureJson !== undefined && (record.t === 'A' || record.t === 'S')) {
     // The structure already serialised (ASCII-only JSON, as `asciiJson` makes it).
-    const { st: _unused, ...rest } = record;
+    const { st: structure, ...rest } = record;
     head = JSON.stringify(rest);
     st = structureJson;
+    if (structure !== undefined) bs = bodyStructureJson(structure);
   } else if ((record.t === 'A' || record.t === 'S') && record.st !== undefined) {
     const { st: structure, ...rest } = record;
     head = JSON.stringify(rest);
     st = asciiJson(JSON.stringify(structure));
+    bs = bodyStructureJson(structure);
   } else head = JSON.stringify(record);
   // One buffer: `<crc> <json>\n`, the JSON written in place and checksummed there.
-  const text = st === undefined ? head : `${head.slice(0, -1)},"st":${st}}`;
+  const text = st === undefined ? head : `${head.slice(0, -1)},"st":${st}${bs === undefined ? '' : `,"bs1":${bs}`}}`;
   const length = Buffer.byteLength(text);
   const data = Buffer.allocUnsafe(length + 10);
   data.write(text, 9, 'utf8');
@@ -171,7 +221,8 @@ export function encodeRecordAt(record: IndexRecord, structureJson?: string): { d
   data[length + 9] = 0x0a;
   data.write(crc32(data.subarray(9, 9 + length)).toString(16).padStart(8, '0'), 0, 'latin1');
   if (st === undefined) return { data };
-  return { data, structure: [9 + Buffer.byteLength(head) - 1 + ST_KEY.length, length - (Buffer.byteLength(head) - 1 + ST_KEY.length) - 1] };
+  // The structure's JSON is ASCII: its length in bytes is its length.
+  return { data, structure: [9 + Buffer.byteLength(head) - 1 + ST_KEY.length, st.length] };
 }
 
 export interface DecodeResult {
@@ -207,7 +258,11 @@ export function decodeRecords(data: Buffer, options: { readonly lazyStructures?:
       // An add (or structure) record with its structure last (`...,"st":{...}}`): parse it without the
       // structure and note where that is. The first `,"st":` is the key: the fields before
       // it are numbers and strings, where a `"` is always escaped.
-      const at = structures !== undefined && json.length > 2 && json[json.length - 2] === 0x7d ? json.indexOf(ST_KEY) : -1;
+      // A cached BODYSTRUCTURE may follow the structure (`...,"st":{...},"bs1":"..."}`): a JSON string,
+      // where every `"` is escaped, so the last `,"bs1":` of the line is its key.
+      const last = json.length > 2 ? json[json.length - 2] : -1;
+      const at = structures !== undefined && (last === 0x7d || last === 0x22) ? json.indexOf(ST_KEY) : -1;
+      const bsAt = at > 0 && last === 0x22 ? json.lastIndexOf(BS_KEY) : -1;
       let head: IndexRecord | undefined;
       if (at > 0) {
         try {
@@ -216,10 +271,14 @@ export function decodeRecords(data: Buffer, options: { readonly lazyStructures?:
           head = undefined;
         }
       }
-      if (head !== undefined && (head.t === 'A' || head.t === 'S')) {
+      if (head !== undefined && (head.t === 'A' || head.t === 'S') && (last === 0x7d || bsAt > at)) {
         record = head;
-        structure = [offset + 9 + at + ST_KEY.length, json.length - 1 - (at + ST_KEY.length)];
-      } else record = JSON.parse(json.toString('utf8')) as IndexRecord;
+        structure = [offset + 9 + at + ST_KEY.length, (last === 0x7d ? json.length - 1 : bsAt) - (at + ST_KEY.length)];
+      } else {
+        record = JSON.parse(json.toString('utf8')) as IndexRecord;
+        // The cached BODYSTRUCTURE is not part of the record (it is read from the bytes when asked for).
+        if (last === 0x22 && 'bs1' in record) delete (record as { bs1?: unknown }).bs1;
+      }
     } catch {
       return { records, consumed: offset, stop: 'corrupt', ...(structures ? { structures } : {}) };
     }

@@ -980,6 +980,11 @@ class MaildirHandle implements MailboxHandle {
     return this.#folder.structure(uid);
   }
 
+  bodyStructure(uid: number): Promise<string> {
+    this.#check();
+    return this.#folder.bodyStructure(uid);
+  }
+
   internalDates(uids: readonly number[]): Promise<readonly number[]> {
     this.#check();
     return this.#folder.internalDates(uids);

@@ -15,6 +15,7 @@ import { normalizeMailboxName, parentNames } from '../names.js';
 import { ChangeHub } from '../notifications.js';
 import { InProcessMaildropLocks, createPop3Maildrop } from '../pop3.js';
 import { failedSource, readMessageSource } from '../source.js';
+import { imapBodyStructure } from '@pigeonpost/mime';
 import { computeStructure } from '../structure.js';
 import type { MessageStructure } from '../structure.js';
 import type {
@@ -611,6 +612,10 @@ class MemoryHandle implements MailboxHandle {
       if (message === undefined) throw new StoreError('ERR_STORE_NO_SUCH_MESSAGE', `message UID ${uid} does not exist (expunged?)`);
       return message.structure;
     });
+  }
+
+  async bodyStructure(uid: number): Promise<string> {
+    return imapBodyStructure(await this.structure(uid));
   }
 
   internalDates(uids: readonly number[]): Promise<readonly number[]> {

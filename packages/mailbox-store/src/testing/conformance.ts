@@ -6,6 +6,7 @@
  * the same shapes).
  */
 import { createHash } from 'node:crypto';
+import { imapBodyStructure } from '@pigeonpost/mime';
 import type { StoreLimits } from '../limits.js';
 import type { MailStore, MessageSource, StoreChange, UserMailStore } from '../types.js';
 
@@ -1053,6 +1054,10 @@ export function defineStoreConformance(subject: ConformanceSubject, t: Conforman
         const a = await user.open('Archive');
         expect(await a.structure(1)).toEqual(structure);
         await expectCode(h.structure(7), 'ERR_STORE_NO_SUCH_MESSAGE');
+        // BODYSTRUCTURE: the IMAP string of that structure, cached or not.
+        expect(await h.bodyStructure(1)).toBe(imapBodyStructure(structure));
+        expect(await a.bodyStructure(1)).toBe(imapBodyStructure(structure));
+        await expectCode(h.bodyStructure(7), 'ERR_STORE_NO_SUCH_MESSAGE');
         await a.close();
         await h.close();
       });
