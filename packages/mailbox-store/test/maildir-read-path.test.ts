@@ -28,6 +28,21 @@ const joined = (chunks: readonly Uint8Array[]): Buffer => Buffer.concat(chunks);
 
 describe.each<MaildirReadMode>(['worker', 'sync-batched'])('Maildir read path, readMode %s', (readMode) => {
   const { root, open, files, fill } = useReadFixture({ prefix: 'pp-read-', user: USER, readMode, body, afterEach: () => vi.restoreAllMocks() });
+  /**
+   * `count` messages of `size` bytes; a store with a large read-ahead reads messages 1 and 2 (checked),
+   * then the files of messages 3 to `upTo` are removed before the next event-loop turn.
+   */
+  const readTwoThenRemove = async (count: number, size: number, upTo: number) => {
+    const bodies = await fill(count, () => size);
+    const store = open({ readAheadBytes: 10 * 1024 * 1024 });
+    const h = await (await store.user(USER)).open('INBOX');
+    const uids = h.messages().map((m) => m.uid);
+    const paths = await files();
+    expect(joined(await collect(h.read(uids[0]!)))).toEqual(bodies[0]);
+    expect(joined(await collect(h.read(uids[1]!)))).toEqual(bodies[1]);
+    for (const path of paths.slice(2, upTo)) unlinkSync(path);
+    return { h, uids, bodies };
+  };
 
   if (readMode === 'worker') {
     it('reads every message in UID order with the bytes of its file, each small one as one exact chunk, through few worker batches', async () => {
@@ -90,17 +105,10 @@ describe.each<MaildirReadMode>(['worker', 'sync-batched'])('Maildir read path, r
     });
 
     it('reads ahead at most 64 files in one event-loop turn, the rest in the next', async () => {
-      const bodies = await fill(140, () => 500);
-      const store = open({ readAheadBytes: 10 * 1024 * 1024 });
-      const h = await (await store.user(USER)).open('INBOX');
-      const uids = h.messages().map((m) => m.uid);
-      const paths = await files();
       // The second read, in order, asks for 128 files (BODY_READ_AHEAD_FILES). Both reads run in one
       // turn (no I/O between), which reads 64 files: messages 1 and 2, and 62 ahead. Removed before
       // the next turn, the files read already still come; the others are gone.
-      expect(joined(await collect(h.read(uids[0]!)))).toEqual(bodies[0]);
-      expect(joined(await collect(h.read(uids[1]!)))).toEqual(bodies[1]);
-      for (const path of paths.slice(2, 129)) unlinkSync(path);
+      const { h, uids, bodies } = await readTwoThenRemove(140, 500, 129);
       const outcome: string[] = [];
       for (const [k, uid] of uids.slice(2, 129).entries()) {
         outcome.push(
@@ -117,14 +125,7 @@ describe.each<MaildirReadMode>(['worker', 'sync-batched'])('Maildir read path, r
     it('reads at most about 1 MiB of files in one event-loop turn', async () => {
       // 24 files of ~100 KB, read ahead from the second read; both reads run in one turn, which stops at
       // the file that crosses 1 MiB (the 11th): messages 1 and 2, and 9 ahead.
-      const bodies = await fill(24, () => 100 * 1024);
-      const store = open({ readAheadBytes: 10 * 1024 * 1024 });
-      const h = await (await store.user(USER)).open('INBOX');
-      const uids = h.messages().map((m) => m.uid);
-      const paths = await files();
-      expect(joined(await collect(h.read(uids[0]!)))).toEqual(bodies[0]);
-      expect(joined(await collect(h.read(uids[1]!)))).toEqual(bodies[1]);
-      for (const path of paths.slice(2)) unlinkSync(path);
+      const { h, uids, bodies } = await readTwoThenRemove(24, 100 * 1024, 24);
       let read = 0;
       for (const [k, uid] of uids.slice(2).entries()) {
         const ok = await collect(h.read(uid)).then((chunks) => joined(chunks).equals(bodies[k + 2]!), () => false);

@@ -867,25 +867,21 @@ export class Folder {
     let uids: number[] = [];
     let bases: string[] = [];
     let names: string[] = [];
+    const keep = (uid: number, base: string): void => {
+      const name = found.get(base);
+      if (name !== undefined) {
+        uids.push(uid);
+        bases.push(base);
+        names.push(name);
+      } else uidlistChanged = true;
+    };
     if (records !== undefined) {
-      for (const r of records) {
-        const name = found.get(r.base);
-        if (name !== undefined) {
-          uids.push(r.uid);
-          bases.push(r.base);
-          names.push(name);
-        } else uidlistChanged = true;
-      }
+      for (const r of records) keep(r.uid, r.base);
     } else {
       let sorted = true;
       for (const m of this.index.messages.values()) {
         if (uids.length > 0 && m.uid < uids[uids.length - 1]!) sorted = false;
-        const name = found.get(m.base);
-        if (name !== undefined) {
-          uids.push(m.uid);
-          bases.push(m.base);
-          names.push(name);
-        } else uidlistChanged = true;
+        keep(m.uid, m.base);
       }
       if (!sorted) {
         const order = uids.map((_, k) => k).sort((a, b) => uids[a]! - uids[b]!);
