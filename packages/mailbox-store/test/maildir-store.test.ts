@@ -43,14 +43,20 @@ describe('maildir backend behaviour', () => {
     const lockPath = join(root, 'bob/Maildir/dovecot-uidlist.lock');
     const dead = spawnSync(process.execPath, ['-e', 'process.pid']).pid;
     await writeFile(lockPath, `${dead}:${hostname()}`);
-    const r = await open().deliver({ user: 'bob', body: msg(1) });
+    // Each store is closed before the test writes a lock file: a store may still be done with the
+    // lock after deliver() resolved, and its release would remove the file written here.
+    const first = open();
+    const r = await first.deliver({ user: 'bob', body: msg(1) });
     expect(r.uid).toBe(1);
+    await first.close();
     // Another host's lock: only time tells. Old enough → overridden.
     await writeFile(lockPath, '4242:other.host.example');
     const old = new Date(Date.now() - 10 * 60_000);
     await utimes(lockPath, old, old);
     await utimes(join(root, 'bob/Maildir/dovecot-uidlist'), old, old);
-    expect((await open().deliver({ user: 'bob', body: msg(2) })).uid).toBe(2);
+    const second = open();
+    expect((await second.deliver({ user: 'bob', body: msg(2) })).uid).toBe(2);
+    await second.close();
     // A fresh foreign lock is respected until the timeout.
     await writeFile(lockPath, '4242:other.host.example');
     await expect(open({ lockTimeoutMs: 100 }).deliver({ user: 'bob', body: msg(3) })).rejects.toMatchObject({ code: 'ERR_STORE_IN_USE' });
