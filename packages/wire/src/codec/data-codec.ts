@@ -22,6 +22,20 @@ import { resolveLimits } from '../limits.js';
 import type { DataDecoderLimits } from '../limits.js';
 import { ChunkQueue, EMPTY, asBuffer } from './chunk-queue.js';
 import { dataTooLargeError, stateError } from './framing-errors.js';
+import {
+  KERNEL_CR,
+  KERNEL_START,
+  WASM_INPUT_CAP,
+  dataScanKernel,
+  kernelDecode,
+  kernelEncode,
+  kernelLineOk,
+  kernelOutput,
+  minDecodeBytes,
+  minEncodeBytes,
+  releaseDecodeInput,
+} from './data-scan.js';
+import type { DataScanKernel } from './data-scan.js';
 
 const LF = 0x0a;
 const CR = 0x0d;
@@ -264,6 +278,21 @@ export class DataDecoder implements Iterable<DataDecoderEvent> {
           }
           break;
         case 'mid': {
+          // Long runs: the WebAssembly kernel (data-scan.ts) goes through
+          // the lines in one call and stops where this switch has work.
+          if (len - pos >= minDecodeBytes && kernelLineOk(this.#lineLength)) {
+            const kernel = dataScanKernel();
+            if (kernel !== undefined) {
+              pos = kernelDecode(kernel, this, buf, pos, len, this.#lineLength, this.#maxDataLineLength);
+              const r = kernel.results;
+              this.#bareCr += r[1]!;
+              this.#bareLf += r[2]!;
+              this.#longLines += r[3]!;
+              this.#lineLength = r[4]!;
+              state = r[0] === KERNEL_START ? 'start' : r[0] === KERNEL_CR ? 'cr' : 'mid';
+              continue scan;
+            }
+          }
           // Line after line without going back through the switch: one native
           // search for the next LF, the CR before it checked by position, the
           // next CR searched only once passed (remembered across lines, so a
@@ -310,6 +339,7 @@ export class DataDecoder implements Iterable<DataDecoderEvent> {
 
     if (flush) event = this.#body(buf, from, pos);
     this.#state = state;
+    if (pos === len || state === 'end') releaseDecodeInput(this);
     this.#queue.consumeTo(pos);
     return event;
   }
@@ -389,6 +419,10 @@ export class DataEncoder {
     const buf = asBuffer(chunk);
     const len = buf.length;
     if (len === 0) return EMPTY;
+    if (len >= minEncodeBytes && len <= WASM_INPUT_CAP) {
+      const kernel = dataScanKernel();
+      if (kernel !== undefined) return this.#pushKernel(kernel, buf);
+    }
 
     let pieces: Buffer[] | undefined;
     let run = 0;
@@ -448,6 +482,18 @@ export class DataEncoder {
     return Buffer.concat(pieces);
   }
 
+  /** `push` through the WebAssembly kernel: the same bytes, and the input itself when nothing changes. */
+  #pushKernel(kernel: DataScanKernel, buf: Buffer): Buffer {
+    const len = buf.length;
+    const pos = this.#skipLf && buf[0] === LF ? 1 : 0;
+    const n = kernelEncode(kernel, buf, pos, len, this.#atLineStart);
+    this.#atLineStart = kernel.results[0] === 1;
+    this.#skipLf = kernel.results[1] === 1;
+    // Every change adds a byte (only the skipped LF takes one away): the same length means the same bytes.
+    if (n === len - pos) return pos === 0 ? buf : buf.subarray(pos);
+    return Buffer.from(kernelOutput(kernel, n));
+  }
+
   /**
    * The end of the body: CRLF if the body is non-empty and its last line is
    * unterminated (RFC 5321 §4.1.1.4: the terminator must follow a CRLF), then
@@ -482,6 +528,10 @@ export class DataEncoder {
     }
     const len = end - start;
     if (len === 0) return offset;
+    if (len >= minEncodeBytes) {
+      const kernel = dataScanKernel();
+      if (kernel !== undefined) return this.#encodeKernel(kernel, source, target, offset, start, end);
+    }
     const buf = start === 0 && end === source.length ? asBuffer(source) : Buffer.from(source.buffer, source.byteOffset + start, len);
     let o = offset;
     let pos = 0;
@@ -516,6 +566,22 @@ export class DataEncoder {
       if (nextLf !== -1 && nextLf < pos) nextLf = buf.indexOf(LF, pos);
     }
     this.#atLineStart = atLineStart;
+    return o;
+  }
+
+  /** `encodeInto` through the WebAssembly kernel, a window of at most WASM_INPUT_CAP input bytes at a time. */
+  #encodeKernel(kernel: DataScanKernel, source: Uint8Array, target: Uint8Array, offset: number, start: number, end: number): number {
+    let o = offset;
+    for (let from = start; from < end; ) {
+      const to = Math.min(end, from + WASM_INPUT_CAP);
+      const pos = this.#skipLf && source[from] === LF ? from + 1 : from;
+      const n = kernelEncode(kernel, source, pos, to, this.#atLineStart);
+      this.#atLineStart = kernel.results[0] === 1;
+      this.#skipLf = kernel.results[1] === 1;
+      target.set(kernelOutput(kernel, n), o);
+      o += n;
+      from = to;
+    }
     return o;
   }
 

@@ -11,3 +11,5 @@ export type {
   TranscriptOptions,
   TranscriptResult,
 } from './session-harness.js';
+export { dataScanWasmActive, setDataScanWasm } from '../codec/data-scan.js';
+export type { DataScanWasmOptions } from '../codec/data-scan.js';
