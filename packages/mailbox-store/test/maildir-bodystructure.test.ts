@@ -112,6 +112,50 @@ describe('cached BODYSTRUCTURE in the index log', () => {
   }
 });
 
+describe('first use through the parse workers', () => {
+  it('serves each file\'s own BODYSTRUCTURE and structure, read by its ,S= size into a reused buffer, and whole when the size lies', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'pp-bs-'));
+    const maildir = join(root, 'tim', 'Maildir');
+    // More files than one parse batch, of varied sizes (a longer file read after a shorter one and the other way round).
+    const files = Array.from({ length: 300 }, (_, i) => {
+      const body = `${bodies[i % bodies.length]!.replace('\r\n\r\n', `\r\nX-N: ${i}\r\n\r\n`)}${'line of text\r\n'.repeat((i * 7) % 40)}`;
+      const bytes = Buffer.from(body);
+      // Every 50th from the 7th says it is shorter than it is (read whole), from the 13th longer (cut at its end).
+      const named = i % 50 === 7 ? bytes.length - 5 : i % 50 === 13 ? bytes.length + 9 : bytes.length;
+      return { name: `${1700000000 + i}.M${i}P9.other,S=${named}:2,S`, bytes };
+    });
+    try {
+      const setup = createMaildirStore({ root, fsync: false });
+      await setup.createUser('tim', { mailboxes: [] });
+      await setup.close();
+      for (const f of files) await writeFile(join(maildir, 'cur', f.name), f.bytes);
+      const store = createMaildirStore({ root, fsync: false, parseWorkers: 2 });
+      const h = await (await store.user('tim')).open('INBOX');
+      const uids = h.messages().map((m) => m.uid);
+      expect(uids.length).toBe(files.length);
+      const expected = await Promise.all(files.map((f) => computeStructure(f.bytes)));
+      // Asked for in order (FETCH 1:* BODYSTRUCTURE), with structure() of a few asked at the same time.
+      const got = await Promise.all(uids.map(async (uid, k) => {
+        const [bs, st] = await Promise.all([h.bodyStructure(uid), k % 37 === 0 ? h.structure(uid) : Promise.resolve(undefined)]);
+        if (st !== undefined) expect(st).toEqual(expected[k]);
+        return bs;
+      }));
+      expect(got).toEqual(expected.map((st) => imapBodyStructure(st)));
+      for (const k of [7, 13, 57, 63, 299]) expect(await h.structure(uids[k]!)).toEqual(expected[k]);
+      await h.close();
+      await store.close();
+      // Kept in the index log: a new store serves the same strings without the files' help.
+      const again = createMaildirStore({ root, fsync: false, parseWorkers: 2 });
+      const h2 = await (await again.user('tim')).open('INBOX');
+      for (const [k, uid] of uids.entries()) expect(await h2.bodyStructure(uid)).toBe(got[k]);
+      await h2.close();
+      await again.close();
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('deliver() parses the structure from the chunks it writes', () => {
   it('gives the structure of the stored bytes for a source in small chunks that reuses its buffer, and stamps INTERNALDATE', async () => {
     const root = await mkdtemp(join(tmpdir(), 'pp-bs-'));

@@ -78,6 +78,30 @@ describe('maildir backend behaviour', () => {
     expect(second).toBe(true);
   });
 
+  it('a lock overridden by another process (judged stale) is left alone by release() and never replaces its target', async () => {
+    const path = join(root, 'y.lock');
+    const target = join(root, 'y');
+    await writeFile(target, 'old content');
+    const ours = await acquireDotlock(path, { clock: systemClock, staleTimeoutMs: 120_000, timeoutMs: 1000 });
+    // Another process found ours stale, removed it and took the lock (a new file: another inode).
+    await unlink(path);
+    await writeFile(path, '4242:other.host.example');
+    await ours.release();
+    expect(await readFile(path, 'utf8')).toBe('4242:other.host.example');
+    const again = await acquireDotlock(path, { clock: systemClock, staleTimeoutMs: 0, timeoutMs: 1000 });
+    await writeFile(path, 'new content');
+    await unlink(path);
+    await writeFile(path, '4343:third.host.example');
+    await expect(again.replaceWith!(target)).rejects.toMatchObject({ code: 'ERR_STORE_IN_USE' });
+    expect(await readFile(target, 'utf8')).toBe('old content');
+    expect(await readFile(path, 'utf8')).toBe('4343:third.host.example');
+    await unlink(path);
+    // Our own lock, untouched by anyone: released (removed) as always.
+    const mine = await acquireDotlock(path, { clock: systemClock, staleTimeoutMs: 120_000, timeoutMs: 1000 });
+    await mine.release();
+    await expect(readFile(path)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
   it('picks up files dropped into new/ and cur/ by other programs', async () => {
     const s = open();
     await s.deliver({ user: 'bob', body: msg(1) });

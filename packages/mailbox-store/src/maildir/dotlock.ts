@@ -54,7 +54,23 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-async function tryCreate(path: string): Promise<boolean> {
+/**
+ * Which file a lock file is: its inode and birth time (a file made after
+ * ours was removed may get the same inode number; not the same birth time,
+ * where the file system keeps one: 0 where it does not).
+ */
+interface LockIdentity {
+  readonly ino: bigint;
+  readonly birthtimeNs: bigint;
+}
+
+async function identityOf(path: string): Promise<LockIdentity> {
+  const st = await lstat(path, { bigint: true });
+  return { ino: st.ino, birthtimeNs: st.birthtimeNs };
+}
+
+/** The identity of the lock file we made, or undefined when the lock is taken. */
+async function tryCreate(path: string): Promise<LockIdentity | undefined> {
   // The lock appears with its content at once: a temp file holding `pid:host`
   // is linked to the lock name, and link(2) fails with EEXIST exactly like
   // O_CREAT|O_EXCL (Dovecot does this with dotlock_use_excl=no, and for NFS).
@@ -65,9 +81,10 @@ async function tryCreate(path: string): Promise<boolean> {
   await writeFile(temp, `${process.pid}:${myHost}`, { mode: 0o666, flag: 'wx' });
   try {
     await link(temp, path);
-    return true;
+    // Ours from here on: remembered to tell our lock from one that replaced it (see release()).
+    return await identityOf(temp);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
     throw error;
   } finally {
     await unlink(temp).catch(() => undefined);
@@ -140,6 +157,17 @@ async function override(path: string, ino: number): Promise<boolean> {
   return true;
 }
 
+/** True when the lock file at `path` is still the one we made; false when it is gone or another. */
+async function stillOurs(path: string, ours: LockIdentity): Promise<boolean> {
+  try {
+    const now = await identityOf(path);
+    return now.ino === ours.ino && now.birthtimeNs === ours.birthtimeNs;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
+}
+
 function sleep(clock: Clock, ms: number): Promise<void> {
   return new Promise((resolve) => clock.setTimeout(resolve, ms));
 }
@@ -149,10 +177,12 @@ export async function acquireDotlock(lockPath: string, options: DotlockOptions):
   const start = options.clock.now();
   const seen: { lock?: Observed; file?: Observed } = {};
   let delay = 2;
+  let ours: LockIdentity | undefined;
   for (;;) {
     // Within this process, wait without touching the file while a holder here has it.
     if (!heldHere.has(lockPath)) {
-      if (await tryCreate(lockPath)) break;
+      ours = await tryCreate(lockPath);
+      if (ours !== undefined) break;
       if (await checkStale(lockPath, options, seen)) continue;
     }
     if (options.clock.now() - start >= options.timeoutMs) {
@@ -173,6 +203,10 @@ export async function acquireDotlock(lockPath: string, options: DotlockOptions):
       if (released) return;
       released = true;
       heldHere.delete(lockPath);
+      // Only our own lock file is removed: one that another process made after judging ours
+      // stale (no change for the stale timeout) is theirs now, as Dovecot's file_dotlock_delete
+      // checks ("our dotlock file was overridden").
+      if (!(await stillOurs(lockPath, ours))) return;
       await unlink(lockPath).catch((error: NodeJS.ErrnoException) => {
         if (error.code !== 'ENOENT') throw error;
       });
@@ -181,6 +215,8 @@ export async function acquireDotlock(lockPath: string, options: DotlockOptions):
       if (released) throw new Error('lock already released');
       released = true;
       heldHere.delete(lockPath);
+      // Never put another process's lock file in the target's place (file_dotlock_replace checks too).
+      if (!(await stillOurs(lockPath, ours))) throw new StoreError('ERR_STORE_IN_USE', `lock ${lockPath} was overridden by another process: ${target} not replaced`);
       await rename(lockPath, target);
     },
   };

@@ -54,8 +54,16 @@ const READ_BATCH = 128;
 const STAT_BATCH = 4096;
 /** New files found by one sync past this many are not logged one add record each: the checkpoint holds them. */
 const LOGGED_ADDS_MAX = 512;
-/** Index log bytes after the checkpoint past which a new checkpoint is written in the background. */
+/** Index log bytes after the checkpoint past which a new checkpoint is written in the background (at least; see CHECKPOINT_LOG_RATIO). */
 const CHECKPOINT_AFTER_BYTES = 8 * 1024 * 1024;
+/**
+ * ...or this many times the last checkpoint's size, when more: a checkpoint
+ * of a big folder (~10 MB at 100k messages) is not written again for every
+ * 8 MiB of log (a first BODYSTRUCTURE of all appends ~100 MB of structures),
+ * which would write more than the log itself; the log tail an open reads
+ * stays in proportion to the folder.
+ */
+const CHECKPOINT_LOG_RATIO = 4;
 /** How long after it is asked for a background checkpoint is written. */
 const CHECKPOINT_DELAY_MS = 1000;
 /** Files looked at (a stat, or a read when the name has no `,W=`) at once when indexing new files. */
@@ -203,6 +211,8 @@ export class Folder {
   #logTail: Buffer = Buffer.alloc(0);
   /** The log offset the last checkpoint (written or loaded) stands for; -1: none. */
   #checkpointOffset = -1;
+  /** Size of the last checkpoint this folder wrote (0: none yet). */
+  #checkpointBytes = 0;
   /** Something a checkpoint holds changed without a log record (INTERNALDATEs read, adds not logged). */
   #checkpointDirty = false;
   #checkpointScheduled = false;
@@ -238,7 +248,7 @@ export class Folder {
   readonly #pendingStructures = new Map<number, { base: string; data: Buffer; at: readonly [number, number] }>();
   #structureFlushScheduled = false;
   /** Structures being computed from files (asked for, or prefetched), by UID. */
-  readonly #computing = new Map<number, Promise<MessageStructure>>();
+  readonly #computing = new Map<number, Promise<FirstUse>>();
   /** Files being read (or read) by the file worker ahead of `structure()`, by UID, with the base name they were read for. */
   readonly #readAhead = new Map<number, { base: string; result: Promise<ReadAhead | undefined> }>();
   #nextParser = 0;
@@ -601,6 +611,7 @@ export class Folder {
     this.#indexOffset = cp.logOffset;
     this.#logTail = tail;
     this.#checkpointOffset = cp.logOffset;
+    this.#checkpointBytes = buf.length;
     // The scan this state came from: a sync may skip the directories while they keep those mtimes.
     this.#lastScan = cp.scan;
     if (cp.uidlist !== undefined) {
@@ -701,7 +712,7 @@ export class Folder {
     for (let tail = 0; from > 0 && tail < LOG_TAIL_CHECK; ) tail += pieces[--from]!.length;
     this.#keepLogTail(from === pieces.length - 1 ? pieces[from]! : Buffer.concat(pieces.slice(from)));
     this.#ctx.onRecords(this, records);
-    if (this.#indexOffset - Math.max(0, this.#checkpointOffset) > CHECKPOINT_AFTER_BYTES) this.#scheduleCheckpoint();
+    if (this.#indexOffset - Math.max(0, this.#checkpointOffset) > Math.max(CHECKPOINT_AFTER_BYTES, CHECKPOINT_LOG_RATIO * this.#checkpointBytes)) this.#scheduleCheckpoint();
   }
 
   async #rewriteIndex(records: readonly IndexRecord[]): Promise<void> {
@@ -918,10 +929,15 @@ export class Folder {
     let addModSeq = 0;
     const nextModSeq = (): number => ++modSeq;
     const sizeUnknown: { k: number; at: number }[] = [];
+    // Names not `<base>:2,<info>` (sorted info): the only ones a rebuilt index must locate below.
+    const odd: number[] = [];
     for (let k = 0; k < uids.length; k++) {
       const uid = uids[k]!;
       const name = names[k]!;
       const info = this.#internInfo(sortInfo(infoOfName(name)));
+      // The base is the name's own prefix (the name was found by it): the rest is checked.
+      const baseLength = bases[k]!.length;
+      if (!(name.length === baseLength + 3 + info.length && name.startsWith(':2,', baseLength) && name.endsWith(info))) odd.push(k);
       // A rebuilt index is empty: no lookup per file.
       const indexed = rebuilt ? undefined : this.index.messages.get(uid);
       if (indexed === undefined || indexed.base !== bases[k]) {
@@ -969,14 +985,17 @@ export class Folder {
       if (gone.length > 0) out.push({ t: 'X', u: gone, m: nextModSeq(), w: ctx.writerId });
     }
     await this.#appendIndex(out);
-    // Where each file is, for the few whose name is not `<base>:2,<info>`.
-    for (let k = 0; k < uids.length; k++) {
+    // Where each file is, for the few whose name is not `<base>:2,<info>`. A rebuilt index made
+    // every message from these names (no odd location yet): only the odd names are looked at.
+    const locate = (k: number): void => {
       const m = this.index.messages.get(uids[k]!);
       if (m !== undefined) {
         const name = names[k]!;
         if (m.file !== undefined || !isCanonicalName(name, m.base, m.info)) this.#setLocation(m, { dir: 'cur', name });
       }
-    }
+    };
+    if (rebuilt) for (const k of odd) locate(k);
+    else for (let k = 0; k < uids.length; k++) locate(k);
     await this.#maybeCompact();
     this.#rebuildView();
     // The next sync may skip the scan while both directories keep these mtimes, when they are
@@ -1102,6 +1121,7 @@ export class Folder {
       uidlist: read === undefined ? undefined : { ino: read.ino, size: read.size, mtimeMs: read.mtimeMs, appendable: read.appendable?.size ?? -1 },
     });
     this.#checkpointOffset = this.#indexOffset;
+    this.#checkpointBytes = buf.length;
     this.#checkpointDirty = false;
     const target = join(this.path, INDEX_CHECKPOINT);
     const tmp = `${target}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
@@ -1371,6 +1391,16 @@ export class Folder {
         }
       }
       if (cached !== undefined) return cached;
+      if (m.structureOffset < 0 && !this.#pendingStructures.has(uid)) {
+        // First use: the parse worker formatted the string into the record it made (no JSON parse
+        // of the structure here, no formatting); a structure computed here is formatted.
+        const r = await this.#firstUse(uid, m);
+        if (r.record !== undefined) {
+          const got = cachedBodyStructureAt(r.record.data, r.record.at[0] + r.record.at[1]);
+          if (typeof got === 'string') return got;
+        }
+        return imapBodyStructure(r.structure ?? structureOfRecord(r.record!));
+      }
     }
     return imapBodyStructure(await this.structure(uid));
   }
@@ -1406,41 +1436,45 @@ export class Folder {
 
   /** A structure computed once per message even when asked for concurrently; the next files are read ahead by the file worker. */
   #computeOnFirstUse(uid: number, m: MaildirMessage): Promise<MessageStructure> {
+    return this.#firstUse(uid, m).then((r) => r.structure ?? structureOfRecord(r.record!));
+  }
+
+  /**
+   * A structure's first use (the folder was indexed from its files): the
+   * parse worker's index record when it made one (the structure's JSON and
+   * the BODYSTRUCTURE string inside, nothing parsed here), else the
+   * structure computed here. Either way the record is kept for the index
+   * log, appended at the next change or in the background. One computation
+   * per UID however many ask at once.
+   */
+  #firstUse(uid: number, m: MaildirMessage): Promise<FirstUse> {
     const running = this.#computing.get(uid);
     if (running !== undefined) return running;
     if (!this.#readAhead.has(uid) || this.#readAhead.size < STRUCTURE_READ_AHEAD / 2) this.#scheduleReads(uid);
     const ahead = this.#readAhead.get(uid);
-    let json: string | undefined;
-    let record: { data: Buffer; at: readonly [number, number] } | undefined;
-    const run = (async (): Promise<MessageStructure> => {
+    const run = (async (): Promise<FirstUse> => {
       let got: ReadAhead | undefined;
       if (ahead !== undefined) {
         this.#readAhead.delete(uid);
         if (ahead.base === m.base) got = await ahead.result;
       }
-      if (got?.json !== undefined) {
-        json = got.json;
-        record = got.record;
-        return JSON.parse(json) as MessageStructure;
-      }
-      return got?.data !== undefined ? structureOfBytes(got.data) : this.#computeStructure(uid);
+      if (got?.record !== undefined) return { record: got.record };
+      return { structure: got?.data !== undefined ? structureOfBytes(got.data) : await this.#computeStructure(uid) };
     })().then(
-      (s) => {
+      (r) => {
         this.#computing.delete(uid);
-        // Computed on first use (the folder was indexed from its files): kept for
-        // the index log, appended at the next change or in the background.
         const now = this.index.messages.get(uid);
         if (now !== undefined && now.base === m.base && now.structure === undefined && now.structureOffset < 0) {
           // Encoded by the parse worker (for this UID and base name), or here.
-          let e = record;
+          let e = r.record;
           if (e === undefined) {
-            const encoded = encodeRecordAt({ t: 'S', u: uid, b: m.base, st: s, w: this.#ctx.writerId }, json);
+            const encoded = encodeRecordAt({ t: 'S', u: uid, b: m.base, st: r.structure!, w: this.#ctx.writerId });
             e = { data: encoded.data, at: encoded.structure! };
           }
           this.#pendingStructures.set(uid, { base: m.base, data: e.data, at: e.at });
           if (this.#pendingStructures.size >= PENDING_STRUCTURES_FLUSH) this.#flushStructuresSoon();
         }
-        return s;
+        return r;
       },
       (error: unknown) => {
         this.#computing.delete(uid);
@@ -1472,8 +1506,9 @@ export class Folder {
         const parser = parsers[this.#nextParser++ % parsers.length]!;
         const uids = messages.map((b) => b.uid);
         const bases = messages.map((b) => b.base);
-        reading = parser.structureRecords(mimePath, paths, uids, bases, this.#ctx.writerId).then(
-          (records) => records.map((r) => (r === undefined ? undefined : { json: r.json, record: { data: r.data, at: r.at } })),
+        const sizes = bases.map((b) => physicalSizeOfBase(b) ?? -1);
+        reading = parser.structureRecords(mimePath, paths, uids, bases, this.#ctx.writerId, sizes).then(
+          (records) => records.map((r) => (r === undefined ? undefined : { record: r })),
           (error: unknown) => {
             // A worker that cannot run (the parser failed to load): read here from now on.
             this.#parsersFailed = true;
@@ -1514,7 +1549,7 @@ export class Folder {
     if (m !== undefined) {
       try {
         const path = this.#pathOf(m);
-        const physical = parseFilename(m.base).physicalSize;
+        const physical = physicalSizeOfBase(m.base);
         // Small (by its `,S=`): one fs.readFile, cheaper than a FileHandle's open, stat, read and close.
         if (physical !== undefined && physical <= WHOLE_READ_BYTES) return structureOfBytes(await readSmallFile(path));
         const whole = await this.#readWhole(path, false);
@@ -1575,7 +1610,7 @@ export class Folder {
   async *readFile(uid: number, range?: { start: number; end: number }): AsyncGenerator<Uint8Array> {
     const m = this.index.messages.get(uid);
     if (m === undefined) throw new StoreError('ERR_STORE_NO_SUCH_MESSAGE', `message ${uid} has been expunged`);
-    const physical = parseFilename(m.base).physicalSize;
+    const physical = physicalSizeOfBase(m.base);
     if (physical !== undefined && physical <= this.#ctx.wholeReadBytes) {
       const data = await this.#smallBody(m, physical);
       if (data !== undefined) {
@@ -1610,7 +1645,7 @@ export class Folder {
       entry = undefined;
     }
     // Read ahead: the size is known (from the same name) without parsing it again.
-    const physical = entry !== undefined ? entry.size : parseFilename(m.base).physicalSize;
+    const physical = entry !== undefined ? entry.size : physicalSizeOfBase(m.base);
     if (physical === undefined || physical > this.#ctx.wholeReadBytes) return undefined;
     if (entry === undefined && this.#ctx.readMode === 'sync-batched' && takeSyncRead(physical)) {
       // Not read ahead, and this turn may still read: read it here and now, with no read-ahead
@@ -2335,9 +2370,19 @@ export class Folder {
 }
 
 /** A file read ahead for its structure: its bytes, or its structure as JSON (and as the record to log, when the worker encoded it). */
+/** A structure's first use: the parse worker's record (the structure's JSON at `at` in it), or a structure computed here. */
+interface FirstUse {
+  readonly record?: { readonly data: Buffer; readonly at: readonly [number, number] };
+  readonly structure?: MessageStructure;
+}
+
+/** The structure in a record the parse worker made: its JSON is ASCII-only, so latin1 decodes it exactly. */
+function structureOfRecord(record: { readonly data: Buffer; readonly at: readonly [number, number] }): MessageStructure {
+  return JSON.parse(record.data.toString('latin1', record.at[0], record.at[0] + record.at[1])) as MessageStructure;
+}
+
 interface ReadAhead {
   readonly data?: Buffer;
-  readonly json?: string;
   readonly record?: { readonly data: Buffer; readonly at: readonly [number, number] };
 }
 

@@ -48,9 +48,30 @@ function ascii(json) {
   return Buffer.byteLength(json) !== json.length ? json.replace(/[^\\u0000-\\u007f]/g, (c) => '\\\\u' + c.charCodeAt(0).toString(16).padStart(4, '0')) : json;
 }
 /** A file's MIME structure as ASCII-only JSON, and its IMAP BODYSTRUCTURE as a JSON string: what the index log holds. */
-function structureJson(path) {
+let scratch = Buffer.allocUnsafeSlow(64 * 1024);
+/** A file's bytes: with its size known (from ,S=), one open, read and close into a reused buffer (no fstat, no read to see the end); else, or when it is longer, read whole. */
+function fileBytes(path, size) {
+  if (!(size >= 0)) return fs.readFileSync(path);
+  if (scratch.length < size + 1) scratch = Buffer.allocUnsafeSlow(size + 1);
+  const fd = fs.openSync(path, 'r');
+  let got = 0;
+  try {
+    while (got < size + 1) {
+      const n = fs.readSync(fd, scratch, got, size + 1 - got, got);
+      if (n === 0) break;
+      got += n;
+      // The size the name gives: the end (a regular file reads short only there).
+      if (got === size) break;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return got > size ? fs.readFileSync(path) : scratch.subarray(0, got);
+}
+function structureJson(path, size) {
   const parser = new mime.MimeParser();
-  parser.push(fs.readFileSync(path));
+  // The bytes may be the reused buffer: everything made from them is serialised below, before the next file.
+  parser.push(fileBytes(path, size));
   const structure = parser.end();
   // The IMAP BODYSTRUCTURE cached after it (as index-log.ts's bodyStructureJson makes it; none if it cannot be formatted).
   let bs;
@@ -87,7 +108,7 @@ parentPort.on('message', (job) => {
     let total = 0;
     for (let k = 0; k < paths.length; k++) {
       try {
-        const { json, bs } = structureJson(paths[k]);
+        const { json, bs } = structureJson(paths[k], job.sizes === undefined ? -1 : job.sizes[k]);
         const head = JSON.stringify({ t: 'S', u: job.uids[k], b: bases[k], w: job.w });
         const text = head.slice(0, -1) + ',"st":' + json + (bs === undefined ? '' : ',"bs1":' + bs) + '}';
         texts.push(text);
@@ -253,21 +274,20 @@ export class FsWorker {
 
   /**
    * Read, parse and encode files as the index log's structure records (`encodeRecordAt` of
-   * `{ t: 'S', u: uids[k], b: bases[k], st, w }`): per file its record bytes, where the
-   * structure's JSON is in them, and that JSON; undefined for a file that could not be read or parsed.
+   * `{ t: 'S', u: uids[k], b: bases[k], st, w }`): per file its record bytes and where the
+   * structure's JSON (ASCII only) is in them; undefined for a file that could not be read or parsed.
+   * `sizes[k]` (from `,S=`), when given, lets a file be read with no fstat: a file longer than that is read whole.
    */
-  async structureRecords(mimePath: string, paths: readonly string[], uids: readonly number[], bases: readonly string[], writerId: string): Promise<({ json: string; data: Buffer; at: readonly [number, number] } | undefined)[]> {
+  async structureRecords(mimePath: string, paths: readonly string[], uids: readonly number[], bases: readonly string[], writerId: string, sizes?: readonly number[]): Promise<({ data: Buffer; at: readonly [number, number] } | undefined)[]> {
     if (paths.length === 0) return [];
-    const r = await this.#run({ op: 'structureRecords', mime: mimePath, paths: paths.join('\0'), uids, bases: bases.join('\0'), w: writerId });
+    const r = await this.#run({ op: 'structureRecords', mime: mimePath, paths: paths.join('\0'), uids, bases: bases.join('\0'), w: writerId, sizes });
     const data = Buffer.from(r.data!.buffer, r.data!.byteOffset, r.data!.byteLength);
     const at = r.at!;
     return paths.map((_, k) => {
       const start = at[4 * k]!;
       if (start < 0) return undefined;
-      const record = data.subarray(start, start + at[4 * k + 1]!);
-      const st: readonly [number, number] = [at[4 * k + 2]!, at[4 * k + 3]!];
-      // ASCII-only JSON: latin1 decodes it exactly, and fast.
-      return { json: record.toString('latin1', st[0], st[0] + st[1]), data: record, at: st };
+      // Not decoded here: a BODYSTRUCTURE is served from the bytes, the structure parsed only when asked for.
+      return { data: data.subarray(start, start + at[4 * k + 1]!), at: [at[4 * k + 2]!, at[4 * k + 3]!] as const };
     });
   }
 
