@@ -60,7 +60,14 @@ export function createSmtpServer(options: SmtpServerOptions): SmtpServer {
       createSmtpServerSession(
         sessionOptions,
         // STARTTLS: the 220 went out in the previous write; the upgrade drops buffered plaintext (RFC 3207 §4.2).
-        { ...transport, channelBindings: () => serverChannelBindings(transport.socket) },
+        {
+          ...transport,
+          // While a hook runs: no idle timeout, but the socket keeps reading until bytes come (then the
+          // session pauses it), so a hook that resolves at once costs no socket pause/resume.
+          hold: () => connection.setIdleTimeout(0),
+          release: () => connection.setIdleTimeout(limits.idleTimeoutMs),
+          channelBindings: () => serverChannelBindings(transport.socket),
+        },
         {
           id: connection.id,
           remoteAddress: remote,

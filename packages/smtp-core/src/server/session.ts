@@ -11,6 +11,7 @@
  * and written when the loop needs more input, so the replies to a pipelined
  * group leave in one write (RFC 2920 §3.1).
  */
+import { isAscii } from 'node:buffer';
 import { DataDecoder, LineFramer, silentLogger } from '@pigeonpost/wire';
 import type { Clock, DataDecoderEvent, Logger, SaslConnectionInfo, SaslIdentity, SaslServer, SaslServerSession, SaslServerStep, TimerHandle } from '@pigeonpost/wire';
 import { createSaslServer } from '@pigeonpost/wire';
@@ -59,6 +60,7 @@ interface Transfer {
 
 const HTTP_REQUEST = /^(?:GET|POST|HEAD|PUT|DELETE|OPTIONS|CONNECT|PATCH|TRACE) \S+ HTTP\/\d|^(?:Host|User-Agent|Accept|Content-Length): /i;
 const fatalUtf8 = new TextDecoder('utf-8', { fatal: true });
+const latin1 = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
 const REPLY_CONTROL = /[\r\n\0]/;
 
 let sessionCounter = 0;
@@ -159,7 +161,10 @@ export class SmtpServerSession {
   private out = '';
   private running = false;
   private sleeping = 0;
+  /** The transport is paused (no more reads until `resume`). */
   private paused = false;
+  /** A hook or the body consumer is awaited with the transport's `hold` (idle timer off, reading on until bytes come). */
+  private holding = false;
   private shuttingDown = false;
   private idleWaiters: (() => void)[] = [];
   private closeResolve!: () => void;
@@ -246,6 +251,13 @@ export class SmtpServerSession {
       return;
     }
     this.input.push(chunk);
+    // Bytes while a hook or the consumer is awaited: stop reading now (the
+    // transport's `hold` only switched the idle timer off). At most this one
+    // chunk waits in `input`.
+    if (this.holding && !this.paused) {
+      this.paused = true;
+      this.transport.pause();
+    }
     if (this.phase !== 'greeting') void this.run();
   }
 
@@ -266,6 +278,7 @@ export class SmtpServerSession {
     this.input.length = 0;
     this.phase = 'command';
     this.paused = false; // a new socket, reading from the start
+    this.endHold();
     void this.run();
   }
 
@@ -330,9 +343,12 @@ export class SmtpServerSession {
       this.running = false;
       this.flush();
       // Not during a STARTTLS handshake: the plain socket belongs to TLS now.
-      if (this.paused && this.phase !== 'closed' && this.phase !== 'tls') {
-        this.paused = false;
-        this.transport.resume();
+      if (this.phase !== 'closed' && this.phase !== 'tls') {
+        this.endHold();
+        if (this.paused) {
+          this.paused = false;
+          this.transport.resume();
+        }
       }
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
@@ -378,7 +394,8 @@ export class SmtpServerSession {
     }
     let text: string;
     try {
-      text = fatalUtf8.decode(line);
+      // Most lines are ASCII: a latin1 copy is exact for them and cheaper than the checking UTF-8 decoder.
+      text = isAscii(line) ? latin1(line) : fatalUtf8.decode(line);
     } catch {
       if (this.phase === 'auth') this.abortSasl();
       this.refuse('invalid', 500, '5.5.2', 'Invalid UTF-8');
@@ -396,8 +413,10 @@ export class SmtpServerSession {
 
   private async dispatch(text: string, length: number): Promise<void> {
     const { verb } = splitCommand(text);
+    const spec = commandTable[verb as SmtpVerb] as (typeof commandTable)[SmtpVerb] | undefined;
     // A request line of HTTP on port 25: a browser tricked into cross-protocol POSTs.
-    if (HTTP_REQUEST.test(text)) {
+    // (No HTTP method or header name is an SMTP verb: known verbs skip the regex.)
+    if (spec === undefined && HTTP_REQUEST.test(text)) {
       this.reply({ code: 554, enhanced: '5.7.0', text: 'This is an SMTP server, not HTTP' });
       this.closeSession();
       return;
@@ -411,7 +430,6 @@ export class SmtpServerSession {
       this.refuse('invalid', 500, '5.5.2', 'Line too long');
       return;
     }
-    const spec = commandTable[verb as SmtpVerb] as (typeof commandTable)[SmtpVerb] | undefined;
     if (spec === undefined || !spec.enabled(this)) {
       this.refuse('unrecognized', 500, '5.5.1', 'Command unrecognized');
       return;
@@ -1121,11 +1139,27 @@ export class SmtpServerSession {
     this.transport.write(bytes);
   }
 
+  /**
+   * Something is about to be awaited (a hook, `onData`'s result, the body
+   * consumer): no more input may be read until the loop ends. With the
+   * transport's `hold`, reading stops only when bytes do arrive (`receive`);
+   * without it, the transport is paused now.
+   */
   private pause(): void {
-    if (!this.paused) {
+    if (this.paused || this.holding) return;
+    if (this.transport.hold !== undefined) {
+      this.holding = true;
+      this.transport.hold();
+    } else {
       this.paused = true;
       this.transport.pause();
     }
+  }
+
+  private endHold(): void {
+    if (!this.holding) return;
+    this.holding = false;
+    this.transport.release?.();
   }
 
   private sayGoodbye(): void {

@@ -192,6 +192,16 @@ export interface SmtpServerTransport {
   /** Read again. */
   resume(): void;
   /**
+   * Optional: a hook or the body consumer is being awaited — stop the idle
+   * timer, but keep reading. With `hold`/`release` the session pauses the
+   * transport only when bytes actually arrive while it waits (at most one
+   * more chunk is buffered), so a hook that resolves at once costs no
+   * pause/resume of the socket. Without them, `pause()` is called at once.
+   */
+  hold?(): void;
+  /** Optional: the wait that `hold` announced is over (idle timer on again). */
+  release?(): void;
+  /**
    * TLS channel-binding data of the connection (RFC 9266 `tls-exporter` on
    * TLS 1.3, RFC 5929 `tls-server-end-point`), asked for only while it is
    * TLS. With some, SCRAM-SHA-*-PLUS is offered and checked (RFC 5802 §6).
