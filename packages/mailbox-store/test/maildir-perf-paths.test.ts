@@ -207,6 +207,41 @@ describe('Maildir fast paths', () => {
     }
   });
 
+  it('a folder indexed from its files and dovecot-uidlist keeps the listed UIDs, drops the gone, numbers the unlisted in name order', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'pp-fast-'));
+    const maildir = join(root, 'tim', 'Maildir');
+    const base = (i: number): string => `${1700000000 + i}.M${i}P7.h,S=9,W=10`;
+    try {
+      for (const d of ['cur', 'new', 'tmp']) await mkdir(join(maildir, d), { recursive: true });
+      // Listed: 1..6 with UIDs 10, 20, ..., 60. 3 is gone; 5 is in new/ (no info yet); 8 is in cur/ and 7 in new/, both unlisted.
+      await writeFile(join(maildir, 'dovecot-uidlist'), `3 V1234 N61 G0123456789abcdef0123456789abcdef\n${[1, 2, 3, 4, 5, 6].map((i) => `${i * 10} :${base(i)}`).join('\n')}\n`);
+      for (const i of [1, 2, 4, 6, 8]) await writeFile(join(maildir, 'cur', `${base(i)}:2,${i === 2 ? 'S' : ''}`), 'Subject: x\n');
+      for (const i of [5, 7]) await writeFile(join(maildir, 'new', base(i)), 'Subject: x\n');
+      const store = createMaildirStore({ root, fsync: false });
+      const h = await (await store.user('tim')).open('INBOX');
+      expect(h.status.uidValidity).toBe(1234);
+      expect(h.messages().map((m) => [m.uid, m.flags.join(' ')])).toEqual([
+        [10, ''],
+        [20, '\\Seen'],
+        [40, ''],
+        [50, ''],
+        [60, ''],
+        [61, ''],
+        [62, ''],
+      ]);
+      // The unlisted ones got 61 (base 7, from new/) and 62 (base 8): name order.
+      const uidlist = await readFile(join(maildir, 'dovecot-uidlist'), 'utf8');
+      expect(uidlist).toContain(`61 :${base(7)}\n`);
+      expect(uidlist).toContain(`62 :${base(8)}\n`);
+      expect(uidlist).not.toContain(base(3));
+      expect(await readdir(join(maildir, 'new'))).toEqual([]);
+      await h.close();
+      await store.close();
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   it('a folder indexed from its files finds every file whose name is not <base>:2,<sorted info>', async () => {
     const root = await mkdtemp(join(tmpdir(), 'pp-fast-'));
     const maildir = join(root, 'tim', 'Maildir');

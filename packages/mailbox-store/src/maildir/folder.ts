@@ -34,7 +34,7 @@ import type { AddRecord, IndexRecord } from './index-log.js';
 import { cachedBodyStructureAt, crc32, READ_MORE, decodeRecords, encodeRecord, encodeRecordAt, IndexState, infoDelta, parseJsonBytes, uidRanges } from './index-log.js';
 import { KeywordTable, parseKeywordsFile, serializeKeywordsFile } from './keywords.js';
 import { MaildirMessage } from './message.js';
-import { newMailboxGuid, parseUidlist, parseUidlistHeader, serializeUidlist, UidlistParseError } from './uidlist.js';
+import { newMailboxGuid, parseUidlistHeader, parseUidlistIndexed, serializeUidlist, UidlistParseError } from './uidlist.js';
 import type { Uidlist, UidlistRecord } from './uidlist.js';
 
 export const UIDLIST = 'dovecot-uidlist';
@@ -47,6 +47,15 @@ const RENAMES_IN_FLIGHT = 16;
 /** A flag change renaming more files than this goes to the file worker, in batches of RENAME_BATCH. */
 const WORKER_RENAMES_FROM = 64;
 const RENAME_BATCH = 8192;
+/**
+ * A STORE on at least this many files has its batches renamed by two
+ * workers at once (the file worker and the read worker, alternately): the
+ * kernel serialises renames in one directory, but the syscall around them
+ * and Node's side of each call do not. 100k renames of the bench's Maildir
+ * on 2 cores, quiet: 1.17–1.25 s with two workers, 1.35–1.48 s with one
+ * (three or four: no better than two). Below it, one worker.
+ */
+const PARALLEL_RENAMES_FROM = 2 * RENAME_BATCH;
 /** Files read ahead by the file worker when structures are computed on first use, and per batch. */
 const STRUCTURE_READ_AHEAD = 512;
 const READ_BATCH = 128;
@@ -367,7 +376,7 @@ export class Folder {
    * the one the index's messages were made from (`records` undefined then:
    * they are the index's). `force` parses the records in any case.
    */
-  async #readUidlist(force: boolean): Promise<{ list: Uidlist; records: UidlistRecord[] | undefined } | undefined> {
+  async #readUidlist(force: boolean): Promise<{ list: Uidlist; records: UidlistRecord[] | undefined; byBase?: ReadonlyMap<string, number> } | undefined> {
     let buf: Buffer;
     this.#uidlistAt = undefined;
     let at: { ino: number; size: number };
@@ -424,12 +433,13 @@ export class Folder {
       // Known (from a checkpoint) but not read by this store yet: the header is enough.
       const headerOnly = known && !force;
       let list: Uidlist;
+      let byBase: ReadonlyMap<string, number> | undefined;
       if (headerOnly) {
         // Only the header line and the last record (for N) are decoded, not the 100k lines between.
         const first = buf.indexOf(0x0a) + 1;
         const lastStart = at.size > first ? buf.lastIndexOf(0x0a, at.size - 2) + 1 : first;
         list = parseUidlistHeader(buf.toString('utf8', 0, first) + buf.toString('utf8', Math.max(first, lastStart), at.size));
-      } else list = parseUidlist(buf.toString('utf8'));
+      } else ({ list, byBase } = parseUidlistIndexed(buf.toString('utf8')));
       if (list.version === 3) this.#uidlistAt = at;
       this.#uidlistRead = { ino: at.ino, size: buf.length, mtimeMs, appendable: this.#uidlistAt };
       if (headerOnly) {
@@ -440,7 +450,8 @@ export class Folder {
       const extensions = new Map<number, readonly string[]>();
       for (const r of list.records) if (r.extensions.length > 0) extensions.set(r.uid, r.extensions);
       this.#extensions = extensions;
-      return { list: { ...list, records: [] }, records: [...list.records] };
+      // The records copied in the same order: `byBase` (record index per base, from the common form) holds for them.
+      return { list: { ...list, records: [] }, records: [...list.records], ...(byBase !== undefined ? { byBase } : {}) };
     } catch (error) {
       if (error instanceof UidlistParseError) {
         this.#ctx.logger.warn({ path: this.path, error: error.message }, 'corrupted dovecot-uidlist: recreating with a new UIDVALIDITY');
@@ -821,6 +832,8 @@ export class Folder {
     let uidlistChanged = false;
     let list: Uidlist;
     let records: UidlistRecord[] | undefined;
+    // Index in `records` of each base name, when the uidlist's parse made one (its common form).
+    let byBase: ReadonlyMap<string, number> | undefined;
     if (read === undefined) {
       await stat(join(this.path, 'cur')).catch((error: unknown) => {
         if (errno(error) === 'ENOENT') throw new StoreError('ERR_STORE_NO_SUCH_MAILBOX', `mailbox ${this.name} does not exist`);
@@ -833,6 +846,7 @@ export class Folder {
     } else {
       list = read.list;
       records = read.records;
+      byBase = read.byBase;
       if (list.guid === '') {
         list = { ...list, guid: newMailboxGuid() };
         uidlistChanged = true;
@@ -844,6 +858,7 @@ export class Folder {
         // The records were the index's, which is not usable: the file's, then.
         const again = await this.#readUidlist(true);
         records = again?.records ?? [];
+        byBase = again?.byBase;
       }
       await this.#rebuildIndex(list.uidValidity);
       rebuilt = true;
@@ -851,19 +866,33 @@ export class Folder {
 
     // Scan cur/ and new/; move new/ files to cur/ as Dovecot does. A rename that
     // fails (another process moved it first) means: scan again.
+    // With the uidlist's index by base (`byBase`), the name of each of its records goes straight
+    // into `nameAt` (one lookup per name, no map of 100k names) and `found` holds only the names
+    // it does not list; without it, `found` holds every name by base.
     let found: Map<string, string>;
+    let nameAt: (string | undefined)[] | undefined;
     for (let attempt = 0; ; attempt++) {
       found = new Map();
+      nameAt = byBase !== undefined && records !== undefined ? new Array<string | undefined>(records.length) : undefined;
       let raced = false;
       const [curNames, newNames] = attempt === 0 && early !== undefined ? await early : [await this.#listDir('cur'), await this.#listDir('new')];
-      for (const name of curNames) found.set(baseOfName(name), name);
+      if (nameAt !== undefined) {
+        for (const name of curNames) {
+          const base = baseOfName(name);
+          const i = byBase!.get(base);
+          if (i === undefined) found.set(base, name);
+          else nameAt[i] = name;
+        }
+      } else for (const name of curNames) found.set(baseOfName(name), name);
       for (const name of newNames) {
         const base = baseOfName(name);
-        if (found.has(base)) continue;
+        const i = nameAt !== undefined ? byBase!.get(base) : undefined;
+        if (i !== undefined ? nameAt![i] !== undefined : found.has(base)) continue;
         const target = curName(base, parseFilename(name).info);
         try {
           await rename(join(this.path, 'new', name), join(this.path, 'cur', target));
-          found.set(base, target);
+          if (i !== undefined) nameAt![i] = target;
+          else found.set(base, target);
         } catch (error) {
           if (errno(error) !== 'ENOENT') throw error;
           raced = true;
@@ -886,7 +915,16 @@ export class Folder {
         names.push(name);
       } else uidlistChanged = true;
     };
-    if (records !== undefined) {
+    if (records !== undefined && nameAt !== undefined) {
+      for (let i = 0; i < records.length; i++) {
+        const name = nameAt[i];
+        if (name !== undefined) {
+          uids.push(records[i]!.uid);
+          bases.push(records[i]!.base);
+          names.push(name);
+        } else uidlistChanged = true;
+      }
+    } else if (records !== undefined) {
       for (const r of records) keep(r.uid, r.base);
     } else {
       let sorted = true;
@@ -903,9 +941,10 @@ export class Folder {
     }
     const keptCount = uids.length;
     let nextUid = list.nextUid;
-    if (found.size > keptCount) {
-      const known = new Set(bases);
-      const fresh = [...found.keys()].filter((b) => !known.has(b)).sort();
+    // Names no record has: in `found` alone when the records' names went to `nameAt`.
+    if (nameAt !== undefined ? found.size > 0 : found.size > keptCount) {
+      const known = nameAt !== undefined ? undefined : new Set(bases);
+      const fresh = [...found.keys()].filter((b) => known === undefined || !known.has(b)).sort();
       for (const base of fresh) {
         uids.push(nextUid++);
         bases.push(base);
@@ -2111,6 +2150,7 @@ export class Folder {
         return id;
       };
       const batches: { which: number[]; done: Promise<FsFailure[]> }[] = [];
+      const renamers = jobs.length >= PARALLEL_RENAMES_FROM ? [this.#ctx.fsWorker, this.#ctx.readWorker] : [this.#ctx.fsWorker];
       for (let start = 0, size = Math.min(1024, RENAME_BATCH); start < jobs.length; start += size, size = RENAME_BATCH) {
         const end = Math.min(jobs.length, start + size);
         const bases: string[] = [];
@@ -2139,7 +2179,7 @@ export class Folder {
           which.push(k);
         }
         const n = bases.length;
-        batches.push({ which, done: this.#ctx.fsWorker.renameInfos(this.path, { bases, infos: infos.slice(), fromInfo: fromInfo.subarray(0, n), toInfo: toInfo.subarray(0, n), oddAt, oddFrom }) });
+        batches.push({ which, done: renamers[batches.length % renamers.length]!.renameInfos(this.path, { bases, infos: infos.slice(), fromInfo: fromInfo.subarray(0, n), toInfo: toInfo.subarray(0, n), oddAt, oddFrom }) });
       }
       // While the worker renames: the new versions of the messages, for when the index takes them.
       prepared = this.#prepareVersions(jobs);

@@ -90,7 +90,17 @@ function lastRecordUid(text: string): number {
 }
 
 export function parseUidlist(text: string): Uidlist {
-  return parseUidlistFast(text) ?? parseUidlistFull(text);
+  return parseUidlistFast(text)?.list ?? parseUidlistFull(text);
+}
+
+/**
+ * `parseUidlist`, and, when the file is the common form (see
+ * parseUidlistFast), the index of each base name's record in `records`:
+ * made anyway to refuse a base given twice, it lets a folder scan join the
+ * directory's names to the records with one lookup per name.
+ */
+export function parseUidlistIndexed(text: string): { list: Uidlist; byBase?: ReadonlyMap<string, number> } {
+  return parseUidlistFast(text) ?? { list: parseUidlistFull(text) };
 }
 
 /**
@@ -99,7 +109,7 @@ export function parseUidlist(text: string): Uidlist {
  * set insertion per record. Undefined for anything else, which the full
  * parser then reads (and judges).
  */
-function parseUidlistFast(text: string): Uidlist | undefined {
+function parseUidlistFast(text: string): { list: Uidlist; byBase: Map<string, number> } | undefined {
   const end = text.lastIndexOf('\n');
   const first = text.indexOf('\n');
   if (first < 0 || !text.startsWith('3 ')) return undefined;
@@ -110,7 +120,7 @@ function parseUidlistFast(text: string): Uidlist | undefined {
     return undefined;
   }
   const records: UidlistRecord[] = [];
-  const seen = new Set<string>();
+  const seen = new Map<string, number>();
   let prevUid = 0;
   for (let at = first + 1; at < end; ) {
     const nl = text.indexOf('\n', at);
@@ -130,7 +140,7 @@ function parseUidlistFast(text: string): Uidlist | undefined {
     const base = text.slice(k + 2, nl);
     if (base.includes('/') || base.includes(':')) return undefined;
     const size = seen.size;
-    seen.add(base);
+    seen.set(base, size);
     if (seen.size === size) return undefined;
     records.push({ uid, extensions: NO_EXTENSIONS, base });
     prevUid = uid;
@@ -138,7 +148,7 @@ function parseUidlistFast(text: string): Uidlist | undefined {
   }
   const last = records[records.length - 1];
   const nextUid = last !== undefined && last.uid >= head.nextUid ? last.uid + 1 : head.nextUid;
-  return { ...head, nextUid, records };
+  return { list: { ...head, nextUid, records }, byBase: seen };
 }
 
 function parseUidlistFull(text: string): Uidlist {
