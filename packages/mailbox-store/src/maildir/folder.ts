@@ -1309,23 +1309,31 @@ export class Folder {
     if (w !== undefined && w.ino === this.#indexIno && offset >= w.start && offset + length <= w.start + w.buf.length) {
       return this.#structureFrom(w.buf, [offset - w.start, length], w.ascii);
     }
-    let fh;
-    try {
-      fh = await open(join(this.path, INDEX_LOG), 'r');
-    } catch (error) {
+    const read = await this.#readStructureWindow(offset, length);
+    return read === undefined ? undefined : this.#structureFrom(read.buf, [0, length], read.ascii);
+  }
+
+  /**
+   * Read the index log from `offset` on into the structure window (at least
+   * `length` bytes, STRUCTURE_LOG_WINDOW when more: FETCH BODYSTRUCTURE of a
+   * range asks for neighbours, which sit next to each other in the log).
+   * Undefined when the log is gone or was replaced meanwhile.
+   */
+  async #readStructureWindow(offset: number, length: number): Promise<{ buf: Buffer; ascii: boolean } | undefined> {
+    const fh = await open(join(this.path, INDEX_LOG), 'r').catch((error: unknown) => {
       if (errno(error) === 'ENOENT') return undefined;
       throw error;
-    }
+    });
+    if (fh === undefined) return undefined;
     try {
       const st = await fh.stat();
       if (st.ino !== this.#indexIno) return undefined;
-      // Read ahead: FETCH BODYSTRUCTURE of a range asks for neighbours, which sit next to each other in the log.
       const buf = Buffer.allocUnsafe(Math.max(0, Math.min(Math.max(length, STRUCTURE_LOG_WINDOW), st.size - offset)));
       const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
-      const window = buf.subarray(0, bytesRead);
-      const ascii = isAscii(window);
-      this.#structureWindow = { ino: st.ino, start: offset, buf: window, ascii };
-      return this.#structureFrom(window, [0, length], ascii);
+      const data = buf.subarray(0, bytesRead);
+      const window = { ino: st.ino, start: offset, buf: data, ascii: isAscii(data) };
+      this.#structureWindow = window;
+      return window;
     } finally {
       await fh.close();
     }
@@ -1453,24 +1461,10 @@ export class Folder {
       // Its end is past the window: a new window from this structure on.
       if (offset === w.start) return undefined;
     }
-    const fh = await open(join(this.path, INDEX_LOG), 'r').catch((error: unknown) => {
-      if (errno(error) === 'ENOENT') return undefined;
-      throw error;
-    });
-    if (fh === undefined) return undefined;
-    try {
-      const st = await fh.stat();
-      if (st.ino !== this.#indexIno) return undefined;
-      const buf = Buffer.allocUnsafe(Math.max(0, Math.min(Math.max(length, STRUCTURE_LOG_WINDOW), st.size - offset)));
-      const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
-      const window = buf.subarray(0, bytesRead);
-      if (length > window.length) return undefined;
-      this.#structureWindow = { ino: st.ino, start: offset, buf: window, ascii: isAscii(window) };
-      const got = cachedBodyStructureAt(window, length);
-      return got === READ_MORE ? undefined : got;
-    } finally {
-      await fh.close();
-    }
+    const window = await this.#readStructureWindow(offset, length);
+    if (window === undefined || length > window.buf.length) return undefined;
+    const got = cachedBodyStructureAt(window.buf, length);
+    return got === READ_MORE ? undefined : got;
   }
 
   /** A structure computed once per message even when asked for concurrently; the next files are read ahead by the file worker. */
