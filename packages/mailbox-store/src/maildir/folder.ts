@@ -49,7 +49,7 @@ const WORKER_RENAMES_FROM = 64;
 const RENAME_BATCH = 8192;
 /**
  * A STORE on at least this many files has its batches renamed by two
- * workers at once (the file worker and the read worker, alternately): the
+ * workers at once (the file worker and a parse worker, alternately): the
  * kernel serialises renames in one directory, but the syscall around them
  * and Node's side of each call do not. 100k renames of the bench's Maildir
  * on 2 cores, quiet: 1.17–1.25 s with two workers, 1.35–1.48 s with one
@@ -2144,7 +2144,8 @@ export class Folder {
         return id;
       };
       const batches: { which: number[]; done: Promise<FsFailure[]> }[] = [];
-      const renamers = jobs.length >= PARALLEL_RENAMES_FROM ? [this.#ctx.fsWorker, this.#ctx.readWorker] : [this.#ctx.fsWorker];
+      // The second: a parse worker (idle but for first-use structures), not the read worker that POP3/IMAP reads wait on.
+      const renamers = jobs.length >= PARALLEL_RENAMES_FROM ? [this.#ctx.fsWorker, this.#ctx.parseWorkers[0] ?? this.#ctx.readWorker] : [this.#ctx.fsWorker];
       for (let start = 0, size = Math.min(1024, RENAME_BATCH); start < jobs.length; start += size, size = RENAME_BATCH) {
         const end = Math.min(jobs.length, start + size);
         const bases: string[] = [];
