@@ -11,6 +11,14 @@ import { imapBodyStructure } from '@pigeonpost/mime';
 import { computeStructure } from '../src/structure.js';
 import type { IndexRecord } from '../src/maildir/index-log.js';
 
+/** A temporary root with user tim's empty Maildir (cur/, new/, tmp/) in it, made by hand as another program would. */
+async function emptyMaildir(): Promise<{ root: string; maildir: string }> {
+  const root = await mkdtemp(join(tmpdir(), 'pp-fast-'));
+  const maildir = join(root, 'tim', 'Maildir');
+  for (const d of ['cur', 'new', 'tmp']) await mkdir(join(maildir, d), { recursive: true });
+  return { root, maildir };
+}
+
 describe('Maildir fast paths', () => {
   it('baseOfName and infoOfName agree with parseFilename', () => {
     const names = [
@@ -154,11 +162,9 @@ describe('Maildir fast paths', () => {
   });
 
   it('a STORE on many messages (file worker) keeps what each message had: structure, INTERNALDATE, EMAILID, file', async () => {
-    const root = await mkdtemp(join(tmpdir(), 'pp-fast-'));
-    const maildir = join(root, 'tim', 'Maildir');
+    const { root, maildir } = await emptyMaildir();
     const n = 150;
     try {
-      for (const d of ['cur', 'new', 'tmp']) await mkdir(join(maildir, d), { recursive: true });
       for (let i = 0; i < n; i++) {
         const body = `Subject: m${i}\r\nContent-Type: text/plain\r\n\r\nbody ${i}\r\n`;
         // Every tenth one in new/ (moved to cur/ by the first sync), one with a name not in canonical form.
@@ -208,11 +214,9 @@ describe('Maildir fast paths', () => {
   });
 
   it('a folder indexed from its files and dovecot-uidlist keeps the listed UIDs, drops the gone, numbers the unlisted in name order', async () => {
-    const root = await mkdtemp(join(tmpdir(), 'pp-fast-'));
-    const maildir = join(root, 'tim', 'Maildir');
+    const { root, maildir } = await emptyMaildir();
     const base = (i: number): string => `${1700000000 + i}.M${i}P7.h,S=9,W=10`;
     try {
-      for (const d of ['cur', 'new', 'tmp']) await mkdir(join(maildir, d), { recursive: true });
       // Listed: 1..6 with UIDs 10, 20, ..., 60. 3 is gone; 5 is in new/ (no info yet); 8 is in cur/ and 7 in new/, both unlisted.
       await writeFile(join(maildir, 'dovecot-uidlist'), `3 V1234 N61 G0123456789abcdef0123456789abcdef\n${[1, 2, 3, 4, 5, 6].map((i) => `${i * 10} :${base(i)}`).join('\n')}\n`);
       for (const i of [1, 2, 4, 6, 8]) await writeFile(join(maildir, 'cur', `${base(i)}:2,${i === 2 ? 'S' : ''}`), 'Subject: x\n');
@@ -243,13 +247,11 @@ describe('Maildir fast paths', () => {
   });
 
   it('a folder indexed from its files finds every file whose name is not <base>:2,<sorted info>', async () => {
-    const root = await mkdtemp(join(tmpdir(), 'pp-fast-'));
-    const maildir = join(root, 'tim', 'Maildir');
+    const { root, maildir } = await emptyMaildir();
     // Canonical ones around odd ones: unsorted and repeated flags, no info at all, an info of another version.
     const names = ['1700000001.M1P1.h:2,S', '1700000002.M2P1.h:2,SF', '1700000003.M3P1.h:2,', '1700000004.M4P1.h:2,RRS', '1700000005.M5P1.h', '1700000006.M6P1.h:2,FS', '1700000007.M7P1.h:1,x', '1700000008.M8P1.h:2,DT'];
     const flagsOf = [['\\Seen'], ['\\Flagged', '\\Seen'], [], ['\\Answered', '\\Seen'], [], ['\\Flagged', '\\Seen'], [], ['\\Draft', '\\Deleted']];
     try {
-      for (const d of ['cur', 'new', 'tmp']) await mkdir(join(maildir, d), { recursive: true });
       for (const [i, name] of names.entries()) await writeFile(join(maildir, 'cur', name), `Subject: ${i}\r\n\r\nbody ${i}\r\n`);
       const store = createMaildirStore({ root, fsync: false });
       const h = await (await store.user('tim')).open('INBOX');
@@ -273,12 +275,10 @@ describe('Maildir fast paths', () => {
   });
 
   it('a big folder: a STORE on every message renamed in several worker batches, a file gone meanwhile found again', async () => {
-    const root = await mkdtemp(join(tmpdir(), 'pp-fast-'));
-    const maildir = join(root, 'tim', 'Maildir');
-    // More than two rename batches (RENAME_BATCH 8192) in the file worker.
+    const { root, maildir } = await emptyMaildir();
+    // More than two rename batches (RENAME_BATCH 8192), past PARALLEL_RENAMES_FROM: split over two workers.
     const n = 17_000;
     try {
-      for (const d of ['cur', 'new', 'tmp']) await mkdir(join(maildir, d), { recursive: true });
       const names: string[] = [];
       for (let i = 0; i < n; i++) {
         const name = `${1700000000 + i}.M${i}P4242Q${i}.pigeonpost-test-host,S=12,W=13:2,${i % 3 === 0 ? 'S' : ''}`;
