@@ -13,7 +13,7 @@ import { tmpdir, userInfo } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
 import { findPeer } from '@pigeonpost/wire/testing';
 import type { PeerStatus } from '@pigeonpost/wire/testing';
-import { killGroup, registerForExit } from './cleanup.js';
+import { endGroup, killGroup, registerForExit } from './cleanup.js';
 import { freePorts } from './ports.js';
 
 /** The protocols a Dovecot instance can serve. */
@@ -432,8 +432,7 @@ export async function startDovecot(options: StartDovecotOptions = {}): Promise<R
           }
         }
         // Children left behind by a master that died (or was killed) first.
-        for (let i = 0; i < 20 && killGroup(pid, 0); i++) await sleep(50);
-        killGroup(pid, 'SIGKILL');
+        await endGroup(pid);
         unregister();
       };
 

@@ -7,14 +7,14 @@
  * PEERS.md for the facts behind the configuration.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { chmod, chown, copyFile, mkdir, mkdtemp, open, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findPeer } from '@pigeonpost/wire/testing';
 import type { PeerStatus } from '@pigeonpost/wire/testing';
-import { killGroup, registerForExit } from './cleanup.js';
+import { endGroup, killGroup, processAlive as alive, registerForExit } from './cleanup.js';
 import { startDovecot } from './dovecot.js';
 import type { DovecotUser, RunningDovecot } from './dovecot.js';
 import { freePorts } from './ports.js';
@@ -331,41 +331,7 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** /proc/<pid>/stat fields after the command: state, ppid, pgrp. */
-function procStat(pid: number): { state: string; pgrp: number } | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { state: rest[0] ?? '', pgrp: Number(rest[2]) };
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Running, and not a zombie: the master daemonizes, so its parent is PID 1,
- * which may take a second or more to reap it after it exits.
- */
-function alive(pid: number): boolean {
-  const stat = procStat(pid);
-  return stat !== undefined && stat.state !== 'Z' && stat.state !== 'X';
-}
-
-/** Live (non-zombie) processes of a process group. */
-function groupAlive(pgid: number): boolean {
-  let entries: string[];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return killGroup(pgid, 0);
-  }
-  return entries.some((name) => {
-    if (!/^\d+$/.test(name)) return false;
-    const stat = procStat(Number(name));
-    return stat !== undefined && stat.pgrp === pgid && stat.state !== 'Z' && stat.state !== 'X';
-  });
-}
-
+/** Wait until a process has exited (a zombie counts as exited). */
 async function waitGone(pid: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (alive(pid)) {
@@ -514,10 +480,7 @@ export async function startPostfix(options: StartPostfixOptions = {}): Promise<R
             await waitGone(master, 2000);
           }
         }
-        if (master !== undefined) {
-          for (let i = 0; i < 20 && groupAlive(master); i++) await sleep(50);
-          if (groupAlive(master)) killGroup(master, 'SIGKILL');
-        }
+        if (master !== undefined) await endGroup(master);
         unregister();
       };
 

@@ -1,29 +1,15 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDevCertificates } from '@pigeonpost/wire/node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { groupAlive } from '../src/cleanup.js';
 import { postfixAvailable, startPostfix } from '../src/index.js';
 import type { RunningPostfix } from '../src/index.js';
 
 const peer = postfixAvailable();
 if (!peer.available) console.warn(`skipping Postfix interop tests: ${peer.reason}`);
-
-/** Live (non-zombie) processes in a process group. */
-function groupAlive(pgid: number): boolean {
-  return readdirSync('/proc')
-    .filter((name) => /^\d+$/.test(name))
-    .some((name) => {
-      try {
-        const stat = readFileSync(`/proc/${name}/stat`, 'latin1');
-        const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-        return Number(rest[2]) === pgid && rest[0] !== 'Z';
-      } catch {
-        return false;
-      }
-    });
-}
 
 /** A minimal plaintext SMTP exchange: every line sent, every reply read (multi-line replies joined). */
 async function smtp(port: number, commands: readonly string[]): Promise<string[]> {
