@@ -196,11 +196,20 @@ export class SocketTransport {
   /**
    * Send bytes. Resolves at once while the socket's buffer has room, else on
    * `'drain'`; rejects when the socket errs or closes first, or is already closed.
+   *
+   * Writes made in one turn of the event loop (pipelined commands: a POP3
+   * client's RETRs, SMTP's MAIL/RCPT/DATA) leave in one `writev` at the end of
+   * that turn: the socket is corked on the first and uncorked on the next
+   * tick, which runs after the promise jobs that make the others.
    */
   write(chunk: Uint8Array): Promise<void> {
     const socket = this.#socket;
     if (this.#error !== undefined) return Promise.reject(this.#error);
     if (socket.destroyed || socket.writableEnded) return Promise.reject(new Error('socket closed'));
+    if (socket.writableCorked === 0) {
+      socket.cork();
+      process.nextTick(uncork, socket);
+    }
     return new Promise<void>((resolve, reject) => {
       const ok = socket.write(chunk, (err) => {
         if (err) reject(err);
@@ -278,6 +287,10 @@ export class SocketTransport {
     this.#socket.destroy();
     this.#notify();
   }
+}
+
+function uncork(socket: net.Socket): void {
+  socket.uncork();
 }
 
 export interface OpenSocketTransportOptions extends Omit<ConnectClientSocketOptions, 'clock'> {

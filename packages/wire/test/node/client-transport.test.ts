@@ -103,6 +103,36 @@ describe('SocketTransport writes', () => {
     await until(() => received === big.length);
   });
 
+  it('sends writes made in one turn (also through promise jobs) in one writev, in order', async () => {
+    const { transport, peer } = await pair();
+    const socket = transport.socket as net.Socket & { _write: (...a: unknown[]) => void; _writev: (...a: unknown[]) => void };
+    const calls: string[] = [];
+    const write = socket._write.bind(socket);
+    const writev = socket._writev.bind(socket);
+    socket._write = (...a: unknown[]) => {
+      calls.push('write');
+      write(...a);
+    };
+    socket._writev = (...a: unknown[]) => {
+      calls.push(`writev ${(a[0] as unknown[]).length}`);
+      writev(...a);
+    };
+    let received = '';
+    peer.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+    // A pipelining client's commands: each written after the previous write's promise settles.
+    let chain = Promise.resolve();
+    for (let i = 1; i <= 5; i++) chain = chain.then(() => transport.write(Buffer.from(`RETR ${i}\r\n`)));
+    await chain;
+    await until(() => received.length === 40);
+    expect(received).toBe('RETR 1\r\nRETR 2\r\nRETR 3\r\nRETR 4\r\nRETR 5\r\n');
+    expect(calls).toEqual(['writev 5']);
+    // A write in a later turn is sent on its own, and the socket is not left corked.
+    await transport.write(Buffer.from('QUIT\r\n'));
+    await until(() => received.endsWith('QUIT\r\n'));
+    expect(calls).toEqual(['writev 5', 'write']);
+    expect(socket.writableCorked).toBe(0);
+  });
+
   it('rejects when the socket is closed, before or during a write', async () => {
     const a = await pair();
     a.transport.destroy();
