@@ -327,8 +327,8 @@ export class Pop3ClientConnection implements AsyncDisposable {
   list(message: number): Promise<Pop3ListEntry>;
   async list(message?: number): Promise<readonly Pop3ListEntry[] | Pop3ListEntry> {
     if (message !== undefined) return parseEntry((await this.#ok({ verb: 'LIST', message: checkNumber(message) })).text, (n, v) => ({ number: n, size: toSize(v) }));
-    const { lines } = await this.#listing({ verb: 'LIST', message: undefined }, true);
-    return lines.map((l) => parseEntry(l, (n, v) => ({ number: n, size: toSize(v) })));
+    const { body } = await this.#listingBody({ verb: 'LIST', message: undefined }, true);
+    return parseListingBody(body!, 'LIST', this.#limits.maxListingLines, (number, size) => ({ number, size }));
   }
 
   /** UIDL: every message's unique id, or one message's. */
@@ -336,8 +336,8 @@ export class Pop3ClientConnection implements AsyncDisposable {
   uidl(message: number): Promise<Pop3UidlEntry>;
   async uidl(message?: number): Promise<readonly Pop3UidlEntry[] | Pop3UidlEntry> {
     if (message !== undefined) return parseEntry((await this.#ok({ verb: 'UIDL', message: checkNumber(message) })).text, (number, uidl) => ({ number, uidl }));
-    const { lines } = await this.#listing({ verb: 'UIDL', message: undefined }, true);
-    return lines.map((l) => parseEntry(l, (number, uidl) => ({ number, uidl })));
+    const { body } = await this.#listingBody({ verb: 'UIDL', message: undefined }, true);
+    return parseListingBody(body!, 'UIDL', this.#limits.maxListingLines, (number, uidl) => ({ number, uidl }));
   }
 
   /** RETR: the whole message, streamed and un-stuffed. */
@@ -447,11 +447,25 @@ export class Pop3ClientConnection implements AsyncDisposable {
   }
 
   async #listing(command: Pop3Command, mustSucceed: boolean): Promise<{ status: Status; lines: string[] }> {
+    const { status, body } = await this.#listingBody(command, mustSucceed);
+    if (body === undefined) return { status, lines: [] };
+    const lines = body.toString('utf8').split(/\r?\n/);
+    if (lines[lines.length - 1] === '') lines.pop();
+    if (lines.length > this.#limits.maxListingLines) throw malformed(`${command.verb} listing has more than ${this.#limits.maxListingLines} lines`);
+    return { status, lines };
+  }
+
+  /**
+   * The body of a multi-line listing (un-stuffed, without the terminator).
+   * A `-ERR` rejects (`ERR_POP3_CLIENT_REPLY`) or, when `mustSucceed` is
+   * false, comes with no body.
+   */
+  async #listingBody(command: Pop3Command, mustSucceed: boolean): Promise<{ status: Status; body: Buffer | undefined }> {
     const { status, done } = await this.#exchange(command);
     try {
       if (!status.ok) {
         if (mustSucceed) throw new Pop3ClientError('ERR_POP3_CLIENT_REPLY', `${command.verb}: ${status.line}`, { side: 'remote', serverReply: status });
-        return { status, lines: [] };
+        return { status, body: undefined };
       }
       this.#parser.beginBody();
       const parts: Buffer[] = [];
@@ -465,10 +479,7 @@ export class Pop3ClientConnection implements AsyncDisposable {
           if (size > this.#limits.maxListingLines * 80) throw this.#fail(malformed(`${command.verb} listing is too long`));
         }
       }
-      const lines = Buffer.concat(parts).toString('utf8').split(/\r?\n/);
-      if (lines[lines.length - 1] === '') lines.pop();
-      if (lines.length > this.#limits.maxListingLines) throw this.#fail(malformed(`${command.verb} listing has more than ${this.#limits.maxListingLines} lines`));
-      return { status, lines };
+      return { status, body: parts.length === 1 ? parts[0]! : Buffer.concat(parts, size) };
     } finally {
       done();
     }
@@ -634,4 +645,50 @@ function parseEntry<T>(line: string, make: (n: number, value: string) => T): T {
   const m = /^(\d+) (\S+)/.exec(line);
   if (m === null) throw malformed(`bad listing line ${JSON.stringify(line.slice(0, 100))}`);
   return make(Number(m[1]), m[2]!);
+}
+
+/** Space, tab, vertical tab, form feed or CR: what ends a LIST/UIDL value (as `\S` does). */
+function isValueEnd(b: number): boolean {
+  return b === 0x20 || b === 0x09 || b === 0x0b || b === 0x0c || b === 0x0d;
+}
+
+/**
+ * The lines "n value" of a LIST (value: the size, digits) or UIDL listing,
+ * read straight from the bytes (a 10,000-line listing would otherwise be
+ * 10,000 strings, regex matches and closures). Lines end in CRLF or LF;
+ * what follows the value on a line is ignored (as `parseEntry` does). A
+ * line that is not "n value" fails as a malformed response.
+ */
+function parseListingBody<T>(body: Buffer, verb: 'LIST' | 'UIDL', maxLines: number, make: (n: number, value: never) => T): T[] {
+  const out: T[] = [];
+  const build = make as (n: number, value: number | string) => T;
+  const end = body.length;
+  for (let pos = 0; pos < end; ) {
+    let eol = body.indexOf(0x0a, pos);
+    if (eol < 0) eol = end;
+    const lineEnd = eol > pos && body[eol - 1] === 0x0d ? eol - 1 : eol;
+    let i = pos;
+    let n = 0;
+    for (let b = body[i]!; i < lineEnd && b >= 0x30 && b <= 0x39; b = body[++i]!) n = n * 10 + (b - 0x30);
+    const valueStart = i + 1;
+    if (i === pos || i + 1 >= lineEnd || body[i] !== 0x20 || isValueEnd(body[valueStart]!)) throw malformed(`bad listing line ${JSON.stringify(body.toString('utf8', pos, Math.min(lineEnd, pos + 100)))}`);
+    let ascii = true;
+    for (i = valueStart; i < lineEnd; i++) {
+      const b = body[i]!;
+      if (isValueEnd(b)) break;
+      if (b >= 0x80) ascii = false;
+    }
+    if (out.length === maxLines) throw malformed(`${verb} listing has more than ${maxLines} lines`);
+    if (verb === 'LIST') {
+      let size = 0;
+      for (let k = valueStart; k < i; k++) {
+        const b = body[k]!;
+        if (b < 0x30 || b > 0x39) throw malformed(`bad size ${JSON.stringify(body.toString('utf8', valueStart, i))}`);
+        size = size * 10 + (b - 0x30);
+      }
+      out.push(build(n, size));
+    } else out.push(build(n, body.toString(ascii ? 'latin1' : 'utf8', valueStart, i)));
+    pos = eol + 1;
+  }
+  return out;
 }
