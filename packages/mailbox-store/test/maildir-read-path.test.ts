@@ -157,14 +157,14 @@ describe.each<MaildirReadMode>(['worker', 'sync-batched'])('Maildir read path, r
     }
   });
 
-  it('streams a file larger than wholeReadBytes in chunks of at most 64 KiB', async () => {
-    const bodies = await fill(2, (i) => (i === 2 ? 300 * 1024 : 500));
+  it('streams a file larger than wholeReadBytes in chunks of at most 256 KiB', async () => {
+    const bodies = await fill(2, (i) => (i === 2 ? 1100 * 1024 : 500));
     const store = open({ wholeReadBytes: 256 * 1024 });
     const h = await (await store.user(USER)).open('INBOX');
     const uid = h.messages()[1]!.uid;
     const chunks = await collect(h.read(uid));
     expect(chunks.length).toBeGreaterThanOrEqual(5);
-    for (const c of chunks) expect(c.length).toBeLessThanOrEqual(64 * 1024);
+    for (const c of chunks) expect(c.length).toBeLessThanOrEqual(256 * 1024);
     expect(joined(chunks)).toEqual(bodies[1]);
     await h.close();
   });

@@ -95,8 +95,12 @@ const SYNC_READ_FILES = 64;
 const SYNC_READ_BYTES = 1024 * 1024;
 /** Files read ahead but not asked for within this long are dropped. */
 const BODY_READ_AHEAD_IDLE_MS = 2000;
-/** Chunks a large message file is streamed in. */
-const STREAM_CHUNK_BYTES = 64 * 1024;
+/**
+ * Chunks a large message file is streamed in: the memory a stream holds,
+ * whatever the file's size. 256 KiB rather than fs streams' 64 KiB: a 32 MB
+ * POP3 RETR took ~10–40 % less server CPU (fewer reads, promises and buffers).
+ */
+const STREAM_CHUNK_BYTES = 256 * 1024;
 /** Bytes of the index log read at once when a structure is asked for. */
 const STRUCTURE_LOG_WINDOW = 1024 * 1024;
 /**
@@ -1637,7 +1641,7 @@ export class Folder {
    * A small file (by `,S=`, up to `wholeReadBytes`) comes whole, in one
    * exact-size buffer read by the read worker or here (`readMode`) — batched with the other reads
    * asked for at the same moment, and read ahead when messages are read in
-   * UID order; a larger one streams in 64 KiB chunks. Finds the file again
+   * UID order; a larger one streams in 256 KiB chunks. Finds the file again
    * when another process renamed it; ERR_STORE_NO_SUCH_MESSAGE when it is gone.
    */
   async *readFile(uid: number, range?: { start: number; end: number }): AsyncGenerator<Uint8Array> {

@@ -81,7 +81,7 @@ export interface MaildirStoreOptions {
    * Message files up to this many bytes (by the `,S=` in their names) are
    * read whole by `read()` and POP3 RETR: one exact-size buffer, read in
    * batches (see `readMode`), instead of a stream. Larger ones stream in
-   * 64 KiB chunks (memory bounded whatever their size). Default 256 KiB;
+   * 256 KiB chunks (memory bounded whatever their size). Default 256 KiB;
    * 0 streams every file.
    */
   readonly wholeReadBytes?: number;
