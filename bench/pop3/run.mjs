@@ -3,11 +3,12 @@
  * bench/pop3: our POP3 server (createPop3Server over the Maildir store) against
  * Dovecot 2.3's POP3 on the same Maildir, in one run.
  *
- *   pnpm build && node bench/pop3/run.mjs [--messages 10000] [--runs 3] [--window 64]
+ *   pnpm build && node bench/pop3/run.mjs [--messages 10000] [--runs 3] [--listings 5] [--window 64]
  *     [--large-mb 32] [--only ours|dovecot] [--no-memory] [--keep] [--out FILE]
  *
  * Rows: LIST, UIDL, and RETR of every message (pipelined, --window commands in
- * flight) of a --messages Maildir, each in a logged-in session; the process's
+ * flight) of a --messages Maildir, each in a logged-in session (LIST and UIDL
+ * --listings times each, their median the run's figure); the process's
  * memory while one --large-mb message is RETR'd compared with a 1 MB one, and
  * the time of that RETR on both servers (after one untimed, --runs interleaved).
  * Both servers are driven by the same client (@pigeonpost/pop3-core's
@@ -30,13 +31,14 @@ const { Pop3Client } = await import(join(repo, 'packages/pop3-core/dist/node.js'
 const { startDovecot } = await import(join(repo, 'packages/testkit/dist/index.js'));
 
 function parseArgs(argv) {
-  const o = { messages: 10_000, runs: 3, window: 64, largeMb: 32, only: undefined, keep: false, memory: true, out: join(here, 'results.json') };
+  const o = { messages: 10_000, runs: 3, listings: 5, window: 64, largeMb: 32, only: undefined, keep: false, memory: true, out: join(here, 'results.json') };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => argv[++i];
     if (a === '--messages') o.messages = Number(next());
     else if (a === '--runs') o.runs = Number(next());
     else if (a === '--window') o.window = Number(next());
+    else if (a === '--listings') o.listings = Number(next());
     else if (a === '--large-mb') o.largeMb = Number(next());
     else if (a === '--only') o.only = next();
     else if (a === '--keep') o.keep = true;
@@ -181,16 +183,25 @@ function processTree(root) {
 async function workload(port, window, serverPid) {
   const client = await session(port);
   if (!client.pipelining) throw new Error('server does not offer PIPELINING');
-  let t = now();
-  const list = await client.list();
-  const listMs = now() - t;
-  t = now();
-  const uidl = await client.uidl();
-  const uidlMs = now() - t;
+  // LIST and UIDL take a few ms: each is timed --listings times in the session, and the run's figure is their median.
+  let list;
+  let uidl;
+  const listTimes = [];
+  const uidlTimes = [];
+  for (let i = 0; i < opts.listings; i++) {
+    let t = now();
+    list = await client.list();
+    listTimes.push(now() - t);
+    t = now();
+    uidl = await client.uidl();
+    uidlTimes.push(now() - t);
+  }
+  const listMs = median(listTimes);
+  const uidlMs = median(uidlTimes);
   const pids = serverPid === undefined ? [] : processTree(serverPid);
   const serverCpu0 = procCpu(pids);
   const clientCpu0 = process.cpuUsage();
-  t = now();
+  const t0 = now();
   let bytes = 0;
   let next = 1;
   const n = list.length;
@@ -203,7 +214,7 @@ async function workload(port, window, serverPid) {
     while (next <= n && inFlight.length < window) inFlight.push(client.retr(next++));
     await consume(inFlight.shift());
   }
-  const retrMs = now() - t;
+  const retrMs = now() - t0;
   const serverCpu = procCpu(pids);
   const serverUserMs = serverCpu.user - serverCpu0.user;
   const serverCpuMs = serverUserMs + serverCpu.system - serverCpu0.system;
