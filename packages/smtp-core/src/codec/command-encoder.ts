@@ -33,23 +33,20 @@ function invalid(message: string): SmtpClientError {
   return new SmtpClientError('ERR_SMTP_CLIENT_INVALID_ARGUMENT', message, { side: 'local' });
 }
 
-const utf8 = new TextEncoder();
-
 // RFC 5321 §4.1.2: esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-").
 const ESMTP_KEYWORD = /^[A-Za-z0-9][A-Za-z0-9-]*$/;
 // RFC 5321 §4.1.2: esmtp-value = 1*(%d33-60 / %d62-126); RFC 6531 §3.3 adds UTF8-non-ascii.
 const ESMTP_VALUE_ASCII = /^[\x21-\x3c\x3e-\x7e]+$/;
 const ESMTP_VALUE_UTF8 = /^(?:[\x21-\x3c\x3e-\x7e]|[\u0080-\u{10FFFF}])+$/u;
-// RFC 5321 §4.1.2 atext (RFC 5322 §3.2.3) for Dot-string local parts; RFC 6531 §3.3 adds UTF8-non-ascii.
-const ATOM_ASCII = /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+$/;
+// RFC 5321 §4.1.2 atext (RFC 5322 §3.2.3) for Dot-string local parts with RFC 6531 §3.3's UTF8-non-ascii (ASCII: `ATEXT`).
 const ATOM_UTF8 = /^(?:[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]|[\u0080-\u{10FFFF}])+$/u;
 // RFC 5321 §4.1.2 Quoted-string: qtextSMTP = %d32-33 / %d35-91 / %d93-126; quoted-pairSMTP = "\" %d32-126.
 // "<" and ">" are legal inside quotes but refused here: a server that looks for ">" without parsing
 // quotes would end the path early, and no real mailbox needs them.
 const QUOTED_ASCII = /^"(?:[\x20\x21\x23-\x3b\x3d\x3f-\x5b\x5d-\x7e]|\\[\x20-\x3b\x3d\x3f-\x7e])*"$/;
 const QUOTED_UTF8 = /^"(?:[\x20\x21\x23-\x3b\x3d\x3f-\x5b\x5d-\x7e]|\\[\x20-\x3b\x3d\x3f-\x7e]|[\u0080-\u{10FFFF}])*"$/u;
-// RFC 5321 §4.1.2 sub-domain = Let-dig [Ldh-str]; underscores are tolerated (they exist in real host names).
-const LABEL_ASCII = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?$/;
+// RFC 5321 §4.1.2 sub-domain = Let-dig [Ldh-str], with UTF8-non-ascii (ASCII: `LDH`); underscores are
+// tolerated (they exist in real host names).
 const LABEL_UTF8 = /^(?:[A-Za-z0-9_]|[\u0080-\u{10FFFF}])(?:(?:[A-Za-z0-9_-]|[\u0080-\u{10FFFF}])*(?:[A-Za-z0-9_]|[\u0080-\u{10FFFF}]))?$/u;
 // RFC 5321 §4.1.3 address literal: "[" (IPv4 / "IPv6:" IPv6 / tag ":" dcontent) "]", dcontent = %d33-90 / %d94-126.
 const ADDRESS_LITERAL = /^\[[\x21-\x5a\x5e-\x7e]+\]$/;
@@ -59,12 +56,52 @@ export function isAscii(text: string): boolean {
   return !/[\u0080-\uffff]/.test(text);
 }
 
+/** RFC 5322 §3.2.3 atext (ASCII): 1 where the code is allowed in an atom. */
+const ATEXT = new Uint8Array(128);
+for (const c of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-/=?^_`{|}~") ATEXT[c.charCodeAt(0)] = 1;
+/** Let-dig plus "_" (1) and "-" (2): what an ASCII domain label may hold. */
+const LDH = new Uint8Array(128);
+for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_') LDH[c.charCodeAt(0)] = 1;
+LDH[0x2d] = 2;
+
+/** An ASCII Dot-string (RFC 5321 §4.1.2): atoms of atext joined by single dots, checked in one pass (no split, no regex). */
+function isDotStringAscii(text: string): boolean {
+  let atomStart = true;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x2e) {
+      if (atomStart) return false;
+      atomStart = true;
+    } else if (c < 128 && ATEXT[c] === 1) atomStart = false;
+    else return false;
+  }
+  return !atomStart;
+}
+
+/** ASCII labels (letters, digits, `_`, and `-` inside) joined by single dots, checked in one pass. */
+function isDomainAscii(domain: string): boolean {
+  let labelStart = true;
+  let last = 0;
+  for (let i = 0; i < domain.length; i++) {
+    const c = domain.charCodeAt(i);
+    if (c === 0x2e) {
+      if (labelStart || last === 2) return false;
+      labelStart = true;
+      continue;
+    }
+    const kind = c < 128 ? LDH[c]! : 0;
+    if (kind === 0 || (labelStart && kind === 2)) return false;
+    labelStart = false;
+    last = kind;
+  }
+  return !labelStart && last !== 2;
+}
+
 function checkDomain(domain: string, allowUtf8: boolean): string | undefined {
   if (domain.length === 0) return 'empty domain';
-  if (ADDRESS_LITERAL.test(domain)) return undefined;
-  const labels = domain.split('.');
-  const label = allowUtf8 ? LABEL_UTF8 : LABEL_ASCII;
-  for (const l of labels) if (!label.test(l)) return `invalid domain ${JSON.stringify(domain)}`;
+  if (domain.charCodeAt(0) === 0x5b) return ADDRESS_LITERAL.test(domain) ? undefined : `invalid domain ${JSON.stringify(domain)}`;
+  if (!allowUtf8 || isAscii(domain)) return isDomainAscii(domain) ? undefined : `invalid domain ${JSON.stringify(domain)}`;
+  for (const l of domain.split('.')) if (!LABEL_UTF8.test(l)) return `invalid domain ${JSON.stringify(domain)}`;
   return undefined;
 }
 
@@ -73,19 +110,21 @@ function checkDomain(domain: string, allowUtf8: boolean): string | undefined {
  * `undefined` when it can. Non-ASCII is allowed only with `smtputf8`.
  */
 export function checkMailbox(address: string, options: EncodeCommandOptions = {}): string | undefined {
+  const ascii = isAscii(address);
   const allowUtf8 = options.smtputf8 === true;
-  if (!allowUtf8 && !isAscii(address)) return 'non-ASCII address without SMTPUTF8';
+  if (!allowUtf8 && !ascii) return 'non-ASCII address without SMTPUTF8';
   // RFC 5321 §4.5.3.1.3: a path is at most 256 octets, angle brackets included.
-  if (utf8.encode(address).length > 254) return 'address longer than 254 octets (RFC 5321 §4.5.3.1.3)';
+  if ((ascii ? address.length : Buffer.byteLength(address, 'utf8')) > 254) return 'address longer than 254 octets (RFC 5321 §4.5.3.1.3)';
   const at = address.lastIndexOf('@');
   if (at <= 0) return `address ${JSON.stringify(address)} has no local part and domain`;
   const local = address.slice(0, at);
   const domain = address.slice(at + 1);
   if (local.startsWith('"')) {
     if (!(allowUtf8 ? QUOTED_UTF8 : QUOTED_ASCII).test(local)) return 'invalid quoted local part';
+  } else if (ascii) {
+    if (!isDotStringAscii(local)) return `invalid local part ${JSON.stringify(local)}`;
   } else {
-    const atom = allowUtf8 ? ATOM_UTF8 : ATOM_ASCII;
-    for (const part of local.split('.')) if (!atom.test(part)) return `invalid local part ${JSON.stringify(local)}`;
+    for (const part of local.split('.')) if (!ATOM_UTF8.test(part)) return `invalid local part ${JSON.stringify(local)}`;
   }
   return checkDomain(domain, allowUtf8);
 }

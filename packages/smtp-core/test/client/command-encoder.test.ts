@@ -62,6 +62,42 @@ describe('encodeCommand', () => {
     expect(checkMailbox('.a@c.example')).toMatch(/local part/);
   });
 
+  it('property: ASCII mailboxes are judged as the per-part RFC 5321 rules say (atoms, labels, address literals)', () => {
+    // The rules as regular expressions over the dot-separated parts: the reference the one-pass checks must agree with.
+    const atom = /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+$/;
+    const label = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?$/;
+    const literal = /^\[[\x21-\x5a\x5e-\x7e]+\]$/;
+    const reference = (address: string): boolean => {
+      if (address.length > 254) return false;
+      const at = address.lastIndexOf('@');
+      if (at <= 0) return false;
+      const local = address.slice(0, at);
+      const domain = address.slice(at + 1);
+      if (!local.split('.').every((p) => atom.test(p))) return false;
+      return domain.length > 0 && (literal.test(domain) || domain.split('.').every((l) => label.test(l)));
+    };
+    const unit = fc.constantFrom('a', 'Z', '0', '9', '_', '-', '.', '@', '!', '~', '{', ' ', '[', ']', ':', '(', ',', '\x7f', '\x01');
+    fc.assert(
+      fc.property(fc.string({ unit, maxLength: 24 }), fc.string({ unit, maxLength: 24 }), fc.boolean(), (local, domain, smtputf8) => {
+        const address = `${local}@${domain}`;
+        expect(checkMailbox(address, { smtputf8 }) === undefined).toBe(reference(address));
+      }),
+      { numRuns: 3000 },
+    );
+    expect(checkMailbox('a-b.c_d@mx-1.example_x.org')).toBeUndefined();
+    expect(checkMailbox('a@-mx.example')).toMatch(/invalid domain/);
+    expect(checkMailbox('a@mx-.example')).toMatch(/invalid domain/);
+    expect(checkMailbox('a@mx..example')).toMatch(/invalid domain/);
+    expect(checkMailbox('a@mx.example.')).toMatch(/invalid domain/);
+    expect(checkMailbox('a..b@mx.example')).toMatch(/local part/);
+    expect(checkMailbox('a.@mx.example')).toMatch(/local part/);
+    expect(checkMailbox('a@[192.0.2.1]')).toBeUndefined();
+    expect(checkMailbox('a@[192.0.2.1')).toMatch(/invalid domain/);
+    expect(checkMailbox(`${'a'.repeat(250)}@b.cd`)).toMatch(/254 octets/);
+    expect(checkMailbox(`${'é'.repeat(125)}@b.cd`, { smtputf8: true })).toMatch(/254 octets/);
+    expect(checkMailbox(`${'é'.repeat(120)}@b.cd`, { smtputf8: true })).toBeUndefined();
+  });
+
   const nasty = fc.string({ unit: fc.constantFrom('a', 'b', '@', '.', '<', '>', ' ', '\r', '\n', '\0', '"', '\\', '=', '+', 'é', ':', '[', ']') , maxLength: 30 });
   const commands: fc.Arbitrary<ClientCommand> = fc.oneof(
     fc.record({ name: fc.constantFrom('EHLO' as const, 'HELO' as const, 'LHLO' as const), domain: nasty }),
