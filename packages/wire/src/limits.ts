@@ -179,6 +179,17 @@ export const passwordHashLimitKeys = ['minScryptLogN', 'maxScryptLogN', 'maxScry
 export const PROXY_V1_MAX_HEADER_BYTES = 107;
 
 /**
+ * One limit: `given` when it is a number >= 0, the default when undefined;
+ * a RangeError otherwise. What `resolveLimits` does for each key, without
+ * an array and an object per call (a DATA decoder is made per message).
+ */
+export function resolveLimit(key: keyof WireLimits, given: number | undefined): number {
+  if (given === undefined) return defaultLimits[key];
+  if (typeof given !== 'number' || Number.isNaN(given) || given < 0) throw new RangeError(`limit ${key} must be a number >= 0, got ${String(given)}`);
+  return given;
+}
+
+/**
  * Fill in the defaults for the limits the caller left `undefined`. An explicit
  * 0 stays 0. Negative numbers and NaN are refused: a limit is a promise, and a
  * nonsense one is a configuration bug worth failing loudly for.
@@ -188,16 +199,6 @@ export function resolveLimits<K extends keyof WireLimits>(
   given: Partial<Pick<WireLimits, K>> = {},
 ): Pick<WireLimits, K> {
   const out = {} as Pick<WireLimits, K>;
-  for (const key of keys) {
-    const value = given[key];
-    if (value === undefined) {
-      out[key] = defaultLimits[key];
-      continue;
-    }
-    if (typeof value !== 'number' || Number.isNaN(value) || value < 0) {
-      throw new RangeError(`limit ${key} must be a number >= 0, got ${String(value)}`);
-    }
-    out[key] = value;
-  }
+  for (const key of keys) out[key] = resolveLimit(key, given[key]);
   return out;
 }

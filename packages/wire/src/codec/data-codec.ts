@@ -18,7 +18,7 @@
  */
 import { Buffer } from 'node:buffer';
 import type { FramingError } from '../errors.js';
-import { resolveLimits } from '../limits.js';
+import { resolveLimit } from '../limits.js';
 import type { DataDecoderLimits } from '../limits.js';
 import { ChunkQueue, EMPTY, asBuffer } from './chunk-queue.js';
 import { dataTooLargeError, stateError } from './framing-errors.js';
@@ -141,9 +141,8 @@ export class DataDecoder implements Iterable<DataDecoderEvent> {
   #lineLength = 0;
 
   constructor(options: DataDecoderOptions = {}) {
-    const limits = resolveLimits(['maxDataBytes', 'maxDataLineLength'], options);
-    this.#maxDataBytes = limits.maxDataBytes;
-    this.#maxDataLineLength = limits.maxDataLineLength;
+    this.#maxDataBytes = resolveLimit('maxDataBytes', options.maxDataBytes);
+    this.#maxDataLineLength = resolveLimit('maxDataLineLength', options.maxDataLineLength);
   }
 
   /**

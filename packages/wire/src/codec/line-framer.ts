@@ -16,7 +16,7 @@
  */
 import { Buffer } from 'node:buffer';
 import type { FramingError } from '../errors.js';
-import { resolveLimits } from '../limits.js';
+import { resolveLimit } from '../limits.js';
 import type { LineFramerLimits, LiteralLimits } from '../limits.js';
 import { ChunkQueue, asBuffer } from './chunk-queue.js';
 import { lineTooLongError, literalTooLargeError, stateError } from './framing-errors.js';
@@ -189,9 +189,8 @@ export class LineFramer implements Iterable<LineFramerEvent> {
   #crPos = -1;
 
   constructor(options: LineFramerOptions = {}) {
-    const limits = resolveLimits(['maxLineLength', 'maxLiteralBytes'], options);
-    this.#maxLineLength = limits.maxLineLength;
-    this.#maxLiteralBytes = limits.maxLiteralBytes;
+    this.#maxLineLength = resolveLimit('maxLineLength', options.maxLineLength);
+    this.#maxLiteralBytes = resolveLimit('maxLiteralBytes', options.maxLiteralBytes);
     this.#allowBareLf = options.allowBareLf ?? false;
     this.#literals = options.literals ?? 'none';
   }

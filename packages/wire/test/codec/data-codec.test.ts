@@ -4,6 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { FramingError } from '../../src/errors.js';
 import { DataDecoder, DataEncoder, decodeData, encodeData, encodeDataStream } from '../../src/codec/data-codec.js';
 import type { DataDecoderEvent, DataDecoderOptions } from '../../src/codec/data-codec.js';
+import { LineFramer } from '../../src/codec/line-framer.js';
+import { defaultLimits, resolveLimits } from '../../src/limits.js';
 import { bytesOf, split } from './chunking.js';
 
 const b = (s: string): Buffer => Buffer.from(s, 'latin1');
@@ -163,6 +165,22 @@ describe('DataDecoder: end of data', () => {
     let end: DataDecoderEvent | undefined;
     for (const ev of decoder) if (ev.type === 'end') end = ev;
     expect(end).toEqual({ type: 'end', size: 7 + 5 * 1024 * 1024 + 2 + 7, tooLarge: false, bareCr: 1, bareLf: 1, longLines: 1 });
+  });
+});
+
+describe('limits given to the codecs', () => {
+  it('refuse a negative or NaN limit, keep an explicit 0, and default what is left undefined', () => {
+    for (const bad of [-1, Number.NaN]) {
+      expect(() => new DataDecoder({ maxDataBytes: bad })).toThrow(/limit maxDataBytes must be a number >= 0/);
+      expect(() => new DataDecoder({ maxDataLineLength: bad })).toThrow(RangeError);
+      expect(() => new LineFramer({ maxLineLength: bad })).toThrow(/limit maxLineLength must be a number >= 0/);
+      expect(() => new LineFramer({ maxLiteralBytes: bad })).toThrow(RangeError);
+      expect(() => resolveLimits(['maxLineLength'], { maxLineLength: bad })).toThrow(RangeError);
+    }
+    expect(resolveLimits(['maxDataBytes', 'maxLineLength'], { maxDataBytes: 0 })).toEqual({ maxDataBytes: 0, maxLineLength: defaultLimits.maxLineLength });
+    // maxDataBytes 0: the first byte of content is already too much.
+    expect(run([b('x\r\n.\r\n')], { maxDataBytes: 0 })).toContainEqual({ type: 'error', code: 'ERR_DATA_TOO_LARGE' });
+    expect(run([b('x\r\n.\r\n')])).not.toContainEqual({ type: 'error', code: 'ERR_DATA_TOO_LARGE' });
   });
 });
 
