@@ -328,7 +328,7 @@ export class Pop3ClientConnection implements AsyncDisposable {
   async list(message?: number): Promise<readonly Pop3ListEntry[] | Pop3ListEntry> {
     if (message !== undefined) return parseEntry((await this.#ok({ verb: 'LIST', message: checkNumber(message) })).text, (n, v) => ({ number: n, size: toSize(v) }));
     const { body } = await this.#listingBody({ verb: 'LIST', message: undefined }, true);
-    return parseListingBody(body!, 'LIST', this.#limits.maxListingLines, (number, size) => ({ number, size }));
+    return parseListingBody(body!, 'LIST', this.#limits.maxListingLines);
   }
 
   /** UIDL: every message's unique id, or one message's. */
@@ -337,7 +337,7 @@ export class Pop3ClientConnection implements AsyncDisposable {
   async uidl(message?: number): Promise<readonly Pop3UidlEntry[] | Pop3UidlEntry> {
     if (message !== undefined) return parseEntry((await this.#ok({ verb: 'UIDL', message: checkNumber(message) })).text, (number, uidl) => ({ number, uidl }));
     const { body } = await this.#listingBody({ verb: 'UIDL', message: undefined }, true);
-    return parseListingBody(body!, 'UIDL', this.#limits.maxListingLines, (number, uidl) => ({ number, uidl }));
+    return parseListingBody(body!, 'UIDL', this.#limits.maxListingLines);
   }
 
   /** RETR: the whole message, streamed and un-stuffed. */
@@ -659,9 +659,10 @@ function isValueEnd(b: number): boolean {
  * what follows the value on a line is ignored (as `parseEntry` does). A
  * line that is not "n value" fails as a malformed response.
  */
-function parseListingBody<T>(body: Buffer, verb: 'LIST' | 'UIDL', maxLines: number, make: (n: number, value: never) => T): T[] {
-  const out: T[] = [];
-  const build = make as (n: number, value: number | string) => T;
+function parseListingBody(body: Buffer, verb: 'LIST', maxLines: number): Pop3ListEntry[];
+function parseListingBody(body: Buffer, verb: 'UIDL', maxLines: number): Pop3UidlEntry[];
+function parseListingBody(body: Buffer, verb: 'LIST' | 'UIDL', maxLines: number): (Pop3ListEntry | Pop3UidlEntry)[] {
+  const out: (Pop3ListEntry | Pop3UidlEntry)[] = [];
   const end = body.length;
   for (let pos = 0; pos < end; ) {
     let eol = body.indexOf(0x0a, pos);
@@ -686,8 +687,8 @@ function parseListingBody<T>(body: Buffer, verb: 'LIST' | 'UIDL', maxLines: numb
         if (b < 0x30 || b > 0x39) throw malformed(`bad size ${JSON.stringify(body.toString('utf8', valueStart, i))}`);
         size = size * 10 + (b - 0x30);
       }
-      out.push(build(n, size));
-    } else out.push(build(n, body.toString(ascii ? 'latin1' : 'utf8', valueStart, i)));
+      out.push({ number: n, size });
+    } else out.push({ number: n, uidl: body.toString(ascii ? 'latin1' : 'utf8', valueStart, i) });
     pos = eol + 1;
   }
   return out;

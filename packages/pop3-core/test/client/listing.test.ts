@@ -10,7 +10,7 @@ import { Pop3ClientError } from '../../src/errors.js';
  * command written the next of `answers`, handed to the client `chunk` bytes
  * at a time (1: byte by byte).
  */
-function scripted(answers: string[], chunk = Infinity): ClientTransport & { commands: string[] } {
+function scripted(answers: string[], chunk = Infinity): ClientTransport {
   const pending: Buffer[] = [];
   let wake: (() => void) | undefined;
   const queue = (text: string): void => {
@@ -20,15 +20,13 @@ function scripted(answers: string[], chunk = Infinity): ClientTransport & { comm
   };
   queue('+OK ready\r\n');
   const replies = ['+OK\r\nUSER\r\n.\r\n', ...answers];
-  const t = {
-    commands: [] as string[],
+  return {
     secure: false,
     async read(): Promise<Uint8Array | null> {
       while (pending.length === 0) await new Promise<void>((resolve) => (wake = resolve));
       return pending.shift()!;
     },
-    write(bytes: Uint8Array): Promise<void> {
-      t.commands.push(Buffer.from(bytes).toString('latin1'));
+    write(): Promise<void> {
       const reply = replies.shift();
       if (reply !== undefined) queue(reply);
       return Promise.resolve();
@@ -36,7 +34,6 @@ function scripted(answers: string[], chunk = Infinity): ClientTransport & { comm
     end: () => Promise.resolve(),
     destroy: () => undefined,
   };
-  return t;
 }
 
 async function open(answers: string[], chunk?: number, maxListingLines?: number): Promise<Pop3ClientConnection> {
