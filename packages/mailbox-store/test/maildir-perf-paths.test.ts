@@ -10,6 +10,7 @@ import { cachedBodyStructureAt, crc32, decodeRecords, encodeRecord, encodeRecord
 import { imapBodyStructure } from '@pigeonpost/mime';
 import { computeStructure } from '../src/structure.js';
 import type { IndexRecord } from '../src/maildir/index-log.js';
+import type { StoreChange } from '../src/index.js';
 
 /** A temporary root with user tim's empty Maildir (cur/, new/, tmp/) in it, made by hand as another program would. */
 async function emptyMaildir(): Promise<{ root: string; maildir: string }> {
@@ -222,7 +223,20 @@ describe('Maildir fast paths', () => {
       for (const i of [1, 2, 4, 6, 8]) await writeFile(join(maildir, 'cur', `${base(i)}:2,${i === 2 ? 'S' : ''}`), 'Subject: x\n');
       for (const i of [5, 7]) await writeFile(join(maildir, 'new', base(i)), 'Subject: x\n');
       const store = createMaildirStore({ root, fsync: false });
-      const h = await (await store.user('tim')).open('INBOX');
+      const user = await store.user('tim');
+      // A watcher is told of the messages an index made from the files holds (records made for it only).
+      const ac = new AbortController();
+      const changes: StoreChange[] = [];
+      const watching = (async () => {
+        for await (const c of user.watch({ signal: ac.signal })) {
+          changes.push(c);
+          if (c.type === 'append') break;
+        }
+      })();
+      const h = await user.open('INBOX');
+      await Promise.race([watching, new Promise((r) => setTimeout(r, 3000))]);
+      ac.abort();
+      expect(changes.find((c) => c.type === 'append')).toMatchObject({ mailbox: 'INBOX', uids: [10, 20, 40, 50, 60, 61, 62] });
       expect(h.status.uidValidity).toBe(1234);
       expect(h.messages().map((m) => [m.uid, m.flags.join(' ')])).toEqual([
         [10, ''],
@@ -256,6 +270,8 @@ describe('Maildir fast paths', () => {
       const store = createMaildirStore({ root, fsync: false });
       const h = await (await store.user('tim')).open('INBOX');
       expect(h.messages().map((m) => [...m.flags].sort())).toEqual(flagsOf.map((f) => [...f].sort()));
+      // No `,W=` in these names: each size was read from its file.
+      expect(h.messages().map((m) => m.size)).toEqual(names.map((_, i) => Buffer.byteLength(`Subject: ${i}\r\n\r\nbody ${i}\r\n`)));
       for (const [i, m] of h.messages().entries()) {
         const chunks: Buffer[] = [];
         for await (const c of h.read(m.uid)) chunks.push(Buffer.from(c));

@@ -737,7 +737,7 @@ class MaildirUser implements UserMailStore {
 
   // -- notifications ------------------------------------------------------------
 
-  #publishRecords(folder: Folder, records: readonly IndexRecord[]): void {
+  #publishRecords(folder: Folder, records: readonly IndexRecord[] | (() => readonly IndexRecord[])): void {
     publishRecords(this.store.hub, this.user, folder.id, folder.name, records);
   }
 
@@ -746,10 +746,11 @@ class MaildirUser implements UserMailStore {
   }
 }
 
-/** Turn index records into StoreChange hints. */
-function publishRecords(hub: ChangeHub, user: string, mailboxId: string, mailbox: string, records: readonly IndexRecord[]): void {
+/** Turn index records (or a function making them, called only when someone watches) into StoreChange hints. */
+function publishRecords(hub: ChangeHub, user: string, mailboxId: string, mailbox: string, given: readonly IndexRecord[] | (() => readonly IndexRecord[])): void {
   // Nobody watching: no UID lists to build (a STORE on 100k messages would make one of 100k).
   if (hub.watcherCount === 0) return;
+  const records = typeof given === 'function' ? given() : given;
   const adds = records.filter((r) => r.t === 'A');
   if (adds.length > 0) {
     // A loop, not Math.max(...): a folder indexed from its files adds 100k messages at once.
