@@ -20,6 +20,7 @@ import { execFile, fork } from 'node:child_process';
 import { once } from 'node:events';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { smtpSourceArgs } from './smtp-source.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const opts = { reps: 5, messages: 6000, sessions: [1, 50], kb: 1 };
@@ -54,7 +55,7 @@ try {
   const source = (port, sessions, count) =>
     new Promise((ok, fail) => {
       const t0 = performance.now();
-      const args = ['-s', String(sessions), '-m', String(count), '-l', String(opts.kb * 1024), '-M', 'bench.test', '-f', 'a@bench.test', '-t', 'b@bench.test', '-d', `127.0.0.1:${port}`];
+      const args = smtpSourceArgs({ port, sessions, perMessage: false, kb: opts.kb, count });
       execFile('smtp-source', args, { timeout: 120_000 }, (err, _out, stderr) => (err ? fail(new Error(`smtp-source: ${err.message} ${stderr}`)) : ok(performance.now() - t0)));
     });
   const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];

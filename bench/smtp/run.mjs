@@ -28,6 +28,7 @@ import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { smtpSourceArgs } from './smtp-source.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '../..');
@@ -226,9 +227,7 @@ async function startLoadClient() {
 
 /** Postfix smtp-source; resolves with the wall time in ms. */
 function runSmtpSource(port, { sessions, perMessage, kb }, count) {
-  const args = ['-s', String(sessions), '-m', String(count), '-l', String(kb * 1024), '-M', 'bench.test', '-f', 'a@bench.test', '-t', 'b@bench.test'];
-  if (!perMessage) args.push('-d');
-  args.push(`127.0.0.1:${port}`);
+  const args = smtpSourceArgs({ port, sessions, perMessage, kb, count });
   return new Promise((ok, fail) => {
     const t0 = performance.now();
     const child = track(execFile('smtp-source', args, { timeout: 120_000 }, (err, _stdout, stderr) => {

@@ -180,8 +180,9 @@ export const PROXY_V1_MAX_HEADER_BYTES = 107;
 
 /**
  * One limit: `given` when it is a number >= 0, the default when undefined;
- * a RangeError otherwise. What `resolveLimits` does for each key, without
- * an array and an object per call (a DATA decoder is made per message).
+ * a RangeError otherwise. `resolveLimits` applies it to each key; a codec
+ * made per message (the DATA decoder) calls it directly, with no array or
+ * object per construction.
  */
 export function resolveLimit(key: keyof WireLimits, given: number | undefined): number {
   if (given === undefined) return defaultLimits[key];
