@@ -3,7 +3,7 @@
 // message files in delivery (UID) order; `count` messages delivered from a body maker.
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterEach, beforeEach } from 'vitest';
 import { createMaildirStore } from '../src/maildir/index.js';
 import type { MaildirReadMode, MaildirStoreOptions } from '../src/maildir/index.js';
@@ -46,8 +46,11 @@ export function useReadFixture(options: {
   const files = async (): Promise<string[]> => {
     const dir = join(root, options.user, 'Maildir');
     const out: string[] = [];
+    // Delivery order is the name's counter, `time.M<usec>P<pid>Q<n>…`: matched in the name
+    // alone, since the random temp folder's name may hold a "Q" and a digit too.
+    const counter = (path: string): number => Number(/P\d+Q(\d+)/.exec(basename(path))?.[1] ?? 0);
     for (const d of ['new', 'cur']) for (const f of await readdir(join(dir, d))) out.push(join(dir, d, f));
-    return out.sort((a, b) => Number(/Q(\d+)/.exec(a)?.[1] ?? 0) - Number(/Q(\d+)/.exec(b)?.[1] ?? 0));
+    return out.sort((a, b) => counter(a) - counter(b));
   };
   const fill = async (count: number, size?: (i: number) => number): Promise<Buffer[]> => {
     const s = open();
