@@ -3,11 +3,13 @@
  * bench/store: the Maildir store against Dovecot 2.3 on the same data, in one run.
  *
  *   pnpm build && node bench/store/run.mjs [--messages 100000] [--deliveries 2000]
- *     [--concurrency 8] [--lda 300] [--only ours|dovecot] [--skip-deliver] [--skip-mailbox] [--keep]
+ *     [--concurrency 8] [--lda 300] [--rounds 3] [--only ours|dovecot] [--skip-deliver] [--skip-mailbox] [--keep]
  *
  * Rows: durable deliveries per second (sequential and N in flight), a mailbox
  * of --messages messages opened cold and warm (open, list UIDs+flags, +\Flagged
- * on all, BODYSTRUCTURE of all), and the heap/RSS of an open mailbox.
+ * on all, BODYSTRUCTURE of all), and the heap/RSS of an open mailbox. The
+ * mailbox rows are medians over --rounds rounds, the two sides taking turns
+ * to go first; every round's values are in the results file.
  * Writes bench/store/results.json. A benchmark, never a test: not run in CI.
  */
 import { execFileSync } from 'node:child_process';
@@ -34,7 +36,7 @@ const gc = globalThis.gc ?? vm.runInNewContext('gc');
 // Options
 
 function parseArgs(argv) {
-  const o = { messages: 100_000, deliveries: 2000, concurrency: 8, lda: 300, warmup: 2000, only: 'both', deliver: true, mailbox: true, keep: false, out: join(here, 'results.json') };
+  const o = { messages: 100_000, deliveries: 2000, concurrency: 8, lda: 300, warmup: 2000, rounds: 3, only: 'both', deliver: true, mailbox: true, keep: false, out: join(here, 'results.json') };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const num = () => Number(argv[++i]);
@@ -43,6 +45,7 @@ function parseArgs(argv) {
     else if (a === '--concurrency') o.concurrency = num();
     else if (a === '--lda') o.lda = num();
     else if (a === '--warmup') o.warmup = num();
+    else if (a === '--rounds') o.rounds = num();
     else if (a === '--only') o.only = argv[++i];
     else if (a === '--skip-deliver') o.deliver = false;
     else if (a === '--skip-mailbox') o.mailbox = false;
@@ -50,6 +53,7 @@ function parseArgs(argv) {
     else if (a === '--out') o.out = resolve(argv[++i]);
     else throw new Error(`unknown option ${a}`);
   }
+  if (!(Number.isInteger(o.rounds) && o.rounds >= 1)) throw new Error('--rounds must be a whole number >= 1');
   return o;
 }
 const opts = parseArgs(process.argv.slice(2));
@@ -225,6 +229,22 @@ function copyMaildir(from, to) {
 /** Flush dirty pages and metadata (the copy's 100k links, a chown) so that no side is timed during their writeback. */
 function settle() {
   execFileSync('sync');
+}
+
+/** Directories at least this old are what a store opens as not changing under it (both sides wait for this after a copy). */
+const COPY_AGE_MS = 2200;
+
+/**
+ * After a fresh copy of the big Maildir (made at `copiedAt`): written back, and its directories
+ * COPY_AGE_MS old before either side opens it. A directory changed within the last second or two
+ * is one that may still be changing: Dovecot (MAILDIR_SYNC_SECS) and ours (see MTIME_TRUST_MS) both
+ * list it again at the next sync then. Both sides open copies of the same age, not one side right
+ * after the copy and the other after a chown -R of 100k files.
+ */
+async function settleCopy(copiedAt) {
+  settle();
+  const wait = COPY_AGE_MS - (now() - copiedAt);
+  if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
 }
 
 function dovecotIndexFiles(maildir) {
@@ -413,6 +433,18 @@ function row(group, name, unit, better, ours, dovecot, note) {
   rows.push({ group, name, unit, better, ours, dovecot, ratio, ...(note ? { note } : {}) });
 }
 
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** A row from medians over rounds; each side's per-round values are kept in the results file. */
+function rowAcross(group, name, unit, better, ours, dovecot, note) {
+  row(group, name, unit, better, ours?.median, dovecot?.median, note);
+  if (ours !== undefined || dovecot !== undefined) rows[rows.length - 1].rounds = { ours: ours?.values, dovecot: dovecot?.values };
+}
+
 const tmp = await mkdtemp(join(os.tmpdir(), 'pp-bench-'));
 await chmod(tmp, 0o755); // Dovecot runs as nobody and must traverse it.
 const started = now();
@@ -482,21 +514,14 @@ try {
     settle();
     log(`mailbox: ${opts.messages} messages, ${mb(data.bytes).toFixed(1)} MB (${(data.bytes / opts.messages).toFixed(0)} bytes on average) written in ${((now() - t0) / 1000).toFixed(1)} s`);
 
-    const results = {};
+    // Warm-up (untimed), each side once: the whole sequence on a small mailbox, cold then warm.
+    const oursRoot = join(tmp, 'ours');
     if (doOurs) {
-      const oursRoot = join(tmp, 'ours');
       await mkdir(oursRoot);
-      // Warm-up (untimed): the whole sequence on a small mailbox, cold then warm.
       copyMaildir(join(pristine, 'warm'), join(oursRoot, 'warm'));
       await oursMailbox(oursRoot, 'warm', 'warm-up cold');
       await oursUnflag(oursRoot, 'warm');
       await oursMailbox(oursRoot, 'warm', 'warm-up warm');
-      copyMaildir(join(pristine, 'bench'), join(oursRoot, 'bench'));
-      settle();
-      results.oursCold = await oursMailboxMeasured(oursRoot, 'bench', 'cold');
-      await oursUnflag(oursRoot, 'bench');
-      results.oursWarm = await oursMailboxMeasured(oursRoot, 'bench', 'warm');
-      if (!opts.keep) rmSync(join(oursRoot, 'bench'), { recursive: true, force: true });
     }
     if (dovecot) {
       copyMaildir(join(pristine, 'warm'), join(doveRoot, 'warm'));
@@ -504,37 +529,62 @@ try {
       await dovecotMailbox(dovecot, 'warm', 'warm-up cold');
       await dovecotUnflag(dovecot, 'warm');
       await dovecotMailbox(dovecot, 'warm', 'warm-up warm');
-      copyMaildir(join(pristine, 'bench'), join(doveRoot, 'bench'));
-      chown(join(doveRoot, 'bench'));
-      settle();
-      const maildir = join(doveRoot, 'bench', 'Maildir');
-      if (dovecotIndexFiles(maildir).length > 0) throw new Error('cold copy has Dovecot index files');
-      results.dovecotCold = await dovecotMailbox(dovecot, 'bench', 'cold');
-      await dovecotUnflag(dovecot, 'bench');
-      results.dovecotWarm = await dovecotMailbox(dovecot, 'bench', 'warm');
-      log(`dovecot index files: ${dovecotIndexFiles(maildir).join(' ')}`);
-      rmSync(join(doveRoot, 'bench'), { recursive: true, force: true });
     }
+    // --rounds rounds, the sides taking turns to go first (this machine's speed drifts by tens of
+    // percent over minutes: one run of each, one after the other, compares two moments). Each
+    // round starts both sides from a fresh copy of the same Maildir; the rows take the medians.
+    const runs = { oursCold: [], oursWarm: [], dovecotCold: [], dovecotWarm: [] };
+    for (let round = 0; round < opts.rounds; round++) {
+      const sides = [...(doOurs ? ['ours'] : []), ...(dovecot ? ['dovecot'] : [])];
+      if (round % 2 === 1) sides.reverse();
+      for (const side of sides) {
+        const label = (phase) => `${phase}${opts.rounds > 1 ? ` (round ${round + 1})` : ''}`;
+        if (side === 'ours') {
+          copyMaildir(join(pristine, 'bench'), join(oursRoot, 'bench'));
+          await settleCopy(now());
+          runs.oursCold.push(await oursMailboxMeasured(oursRoot, 'bench', label('cold')));
+          await oursUnflag(oursRoot, 'bench');
+          runs.oursWarm.push(await oursMailboxMeasured(oursRoot, 'bench', label('warm')));
+          if (!opts.keep || round < opts.rounds - 1) rmSync(join(oursRoot, 'bench'), { recursive: true, force: true });
+        } else {
+          copyMaildir(join(pristine, 'bench'), join(doveRoot, 'bench'));
+          const copiedAt = now();
+          chown(join(doveRoot, 'bench'));
+          await settleCopy(copiedAt);
+          const maildir = join(doveRoot, 'bench', 'Maildir');
+          if (dovecotIndexFiles(maildir).length > 0) throw new Error('cold copy has Dovecot index files');
+          runs.dovecotCold.push(await dovecotMailbox(dovecot, 'bench', label('cold')));
+          await dovecotUnflag(dovecot, 'bench');
+          runs.dovecotWarm.push(await dovecotMailbox(dovecot, 'bench', label('warm')));
+          log(`dovecot index files: ${dovecotIndexFiles(maildir).join(' ')}`);
+          rmSync(join(doveRoot, 'bench'), { recursive: true, force: true });
+        }
+      }
+    }
+    /** The median over the rounds of `pick(run)`, with every round's value (undefined when that side did not run). */
+    const across = (list, pick) => {
+      const values = list.map(pick).filter((v) => v !== undefined);
+      return values.length === 0 ? undefined : { median: median(values), values };
+    };
     const n = opts.messages;
     for (const phase of ['cold', 'warm']) {
-      const o = results[`ours${phase === 'cold' ? 'Cold' : 'Warm'}`];
-      const d = results[`dovecot${phase === 'cold' ? 'Cold' : 'Warm'}`];
-      const ot = o?.times;
-      const dt = d?.times;
-      row(phase, `${phase}: open ${n} msgs (ours open() vs SELECT)`, 'ms', 'lower', ot?.open, dt?.open);
-      row(phase, `${phase}: list UIDs+flags (messages() vs UID FETCH 1:* (UID FLAGS))`, 'ms', 'lower', ot?.list, dt?.list);
-      row(phase, `${phase}: +\\Flagged on all (setFlags vs UID STORE 1:* +FLAGS.SILENT)`, 'ms', 'lower', ot?.store, dt?.store);
-      row(phase, `${phase}: BODYSTRUCTURE of all (bodyStructure() vs UID FETCH 1:* (BODYSTRUCTURE))`, 'ms', 'lower', ot?.bodystructure, dt?.bodystructure);
-      const sum = (t) => (t === undefined ? undefined : t.open + t.list + t.store + t.bodystructure);
-      row(phase, `${phase}: all four`, 'ms', 'lower', sum(ot), sum(dt));
-      row(phase, `${phase}: INTERNALDATE of all, after the four (internalDates(all) vs UID FETCH 1:* (INTERNALDATE))`, 'ms', 'lower', ot?.internaldate, dt?.internaldate);
+      const o = runs[`ours${phase === 'cold' ? 'Cold' : 'Warm'}`];
+      const d = runs[`dovecot${phase === 'cold' ? 'Cold' : 'Warm'}`];
+      const op = (label, pick) => rowAcross(phase, `${phase}: ${label}`, 'ms', 'lower', across(o, pick), across(d, pick));
+      op(`open ${n} msgs (ours open() vs SELECT)`, (r) => r.times.open);
+      op('list UIDs+flags (messages() vs UID FETCH 1:* (UID FLAGS))', (r) => r.times.list);
+      op('+\\Flagged on all (setFlags vs UID STORE 1:* +FLAGS.SILENT)', (r) => r.times.store);
+      op('BODYSTRUCTURE of all (bodyStructure() vs UID FETCH 1:* (BODYSTRUCTURE))', (r) => r.times.bodystructure);
+      op('all four', (r) => r.times.open + r.times.list + r.times.store + r.times.bodystructure);
+      op('INTERNALDATE of all, after the four (internalDates(all) vs UID FETCH 1:* (INTERNALDATE))', (r) => r.times.internaldate);
     }
-    const o = results.oursWarm;
-    const d = results.dovecotWarm;
-    row('memory', `memory held by an open ${n}-msg mailbox, warm (ours JS heap+external vs Dovecot imap process RSS)`, 'MB', 'lower', o && mb(o.heapDelta), d?.rss && mb(d.rss), 'target: ours < 64 MB');
-    row('memory', `memory held, warm (ours RSS vs Dovecot imap RSS)`, 'MB', 'lower', o && mb(o.rssDelta), d?.rss && mb(d.rss));
-    row('memory', `memory held after all four ops, warm (ours heap vs Dovecot imap RSS)`, 'MB', 'lower', o && mb(o.heapDeltaAfterAll), d?.rssAfterAll && mb(d.rssAfterAll));
-    row('memory', `memory held after a cold open (ours heap vs Dovecot imap RSS after SELECT)`, 'MB', 'lower', results.oursCold && mb(results.oursCold.heapDelta), results.dovecotCold?.rss && mb(results.dovecotCold.rss));
+    const ow = runs.oursWarm;
+    const dw = runs.dovecotWarm;
+    const inMb = (pick) => (r) => (pick(r) === undefined ? undefined : mb(pick(r)));
+    rowAcross('memory', `memory held by an open ${n}-msg mailbox, warm (ours JS heap+external vs Dovecot imap process RSS)`, 'MB', 'lower', across(ow, inMb((r) => r.heapDelta)), across(dw, inMb((r) => r.rss)), 'target: ours < 64 MB');
+    rowAcross('memory', `memory held, warm (ours RSS vs Dovecot imap RSS)`, 'MB', 'lower', across(ow, inMb((r) => r.rssDelta)), across(dw, inMb((r) => r.rss)));
+    rowAcross('memory', `memory held after all four ops, warm (ours heap vs Dovecot imap RSS)`, 'MB', 'lower', across(ow, inMb((r) => r.heapDeltaAfterAll)), across(dw, inMb((r) => r.rssAfterAll)));
+    rowAcross('memory', `memory held after a cold open (ours heap vs Dovecot imap RSS after SELECT)`, 'MB', 'lower', across(runs.oursCold, inMb((r) => r.heapDelta)), across(runs.dovecotCold, inMb((r) => r.rss)));
   }
 } finally {
   await dovecot?.stop();
@@ -545,9 +595,16 @@ try {
 // Report
 
 const fmt = (v, unit) => (v === undefined ? '—' : unit === 'ms' && v < 10 ? v.toFixed(2) : unit === 'MB' ? v.toFixed(1) : v.toFixed(0));
-const header = ['row', 'ours', 'Dovecot', 'ratio (>1: ours better)'];
+const header = ['row', 'ours', 'Dovecot', 'ratio (>1: ours better)', 'ratio per round'];
 const lines = [`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`];
-for (const r of rows) lines.push(`| ${r.name} [${r.unit}] | ${fmt(r.ours, r.unit)} | ${fmt(r.dovecot, r.unit)} | ${r.ratio === undefined ? '—' : r.ratio.toFixed(2) + '×'} |`);
+/** Each round's ratio (the two sides ran one after the other in it), when there were rounds. */
+const perRound = (r) => {
+  const o = r.rounds?.ours;
+  const d = r.rounds?.dovecot;
+  if (o === undefined || d === undefined || o.length !== d.length || o.length < 2) return '—';
+  return o.map((v, k) => (r.better === 'higher' ? v / d[k] : d[k] / v).toFixed(2)).join(', ');
+};
+for (const r of rows) lines.push(`| ${r.name} [${r.unit}] | ${fmt(r.ours, r.unit)} | ${fmt(r.dovecot, r.unit)} | ${r.ratio === undefined ? '—' : r.ratio.toFixed(2) + '×'} | ${perRound(r)} |`);
 const table = lines.join('\n');
 const elapsed = (now() - started) / 1000;
 const environment = {

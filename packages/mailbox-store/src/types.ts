@@ -150,8 +150,12 @@ export interface MailboxChanges {
 
 /**
  * A mailbox opened by one session (IMAP SELECT/EXAMINE). It keeps a view
- * that changes only when the session calls `sync()`, so message sequence
- * numbers stay stable between syncs as IMAP requires (RFC 9051 §7.5.1).
+ * that other sessions' changes reach only when this one calls `sync()`, so
+ * message sequence numbers stay stable between syncs as IMAP requires
+ * (RFC 9051 §7.5.1). The session's own changes are in its view at once: the
+ * flags `setFlags()` set, and no longer the messages `expunge()` removed or
+ * `move()` moved away (the session reports those itself, from what the
+ * calls return); the next `sync()` does not report them again.
  */
 export interface MailboxHandle extends AsyncDisposable {
   readonly status: MailboxStatus;

@@ -1,10 +1,11 @@
 // The fast paths added for large folders (bench/store) must agree with the general code.
-import { mkdir, mkdtemp, readdir, readFile, rename, rm, unlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createMaildirStore } from '../src/maildir/index.js';
 import { baseOfName, infoOfName, parseFilename, physicalSizeOfBase, sortInfo, virtualSizeOfBase } from '../src/maildir/filename.js';
+import { peekCheckpointScan } from '../src/maildir/checkpoint.js';
 import { FsWorker, mimeModulePath } from '../src/maildir/fs-worker.js';
 import { cachedBodyStructureAt, crc32, decodeRecords, encodeRecord, encodeRecordAt } from '../src/maildir/index-log.js';
 import { imapBodyStructure } from '@pigeonpost/mime';
@@ -327,6 +328,71 @@ describe('Maildir fast paths', () => {
       await rm(root, { recursive: true, force: true });
     }
   }, 60_000);
+
+  it('a big STORE from a trusted scan: the directories are stat\'ed before its first rename, and the next store need not list cur/', async () => {
+    const { root, maildir } = await emptyMaildir();
+    // Past PARALLEL_RENAMES_FROM (two workers); directories last changed long ago, so the scan is trusted.
+    const n = 16_500;
+    try {
+      for (let i = 0; i < n; i++) await writeFile(join(maildir, 'cur', `${1700000000 + i}.M${i}P4242Q${i}.pigeonpost-test-host,S=12,W=13:2,S`), 'Subject: x\n');
+      const old = new Date(Date.UTC(2024, 0, 1));
+      for (const d of ['cur', 'new']) await utimes(join(maildir, d), old, old);
+      const store = createMaildirStore({ root, fsync: false });
+      const h = await (await store.user('tim')).open('INBOX');
+      const uids = h.messages().map((m) => m.uid);
+      expect((await h.setFlags(uids, { mode: 'add', flags: ['\\Flagged'] })).updated.length).toBe(n);
+      await h.close();
+      await store.close();
+      // The mtimes the renames left are recorded as the scan's: taken before them, cur/ still had the old one.
+      const after = { cur: (await stat(join(maildir, 'cur'))).mtimeMs, new: (await stat(join(maildir, 'new'))).mtimeMs };
+      expect(after.cur).toBeGreaterThan(old.getTime());
+      expect(await peekCheckpointScan(join(maildir, 'pigeonpost-index.bin'))).toEqual({ ...after, trusted: true });
+      const other = createMaildirStore({ root, fsync: false });
+      const h2 = await (await other.user('tim')).open('INBOX');
+      expect(h2.messages().length).toBe(n);
+      expect(h2.messages().every((m) => m.flags.includes('\\Flagged') && m.flags.includes('\\Seen'))).toBe(true);
+      await h2.close();
+      await other.close();
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it('renameInfos: a worker waiting on the gate renames nothing before it is counted up: by the other worker after its stat, and by this thread', async () => {
+    const { root, maildir } = await emptyMaildir();
+    const a = new FsWorker();
+    const b = new FsWorker();
+    try {
+      const bases = Array.from({ length: 200 }, (_, i) => `${1700000000 + i}.M${i}P1.h,S=2,W=2`);
+      for (const base of bases) await writeFile(join(maildir, 'cur', `${base}:2,`), 'x\n');
+      const old = new Date(Date.UTC(2024, 0, 1));
+      for (const d of ['cur', 'new']) await utimes(join(maildir, d), old, old);
+      const job = (from: number, to: number) => ({ bases: bases.slice(from, to), infos: ['', 'F'], fromInfo: new Uint32Array(to - from), toInfo: new Uint32Array(to - from).fill(1), oddAt: [], oddFrom: [] });
+      const flagged = async (): Promise<number> => (await readdir(join(maildir, 'cur'))).filter((f) => f.endsWith(':2,F')).length;
+      const gate = new Int32Array(new SharedArrayBuffer(4));
+      // The waiting worker gets its batch first; the stat comes later, from the other worker, and still sees cur/ untouched.
+      const second = b.renameInfos(maildir, { ...job(100, 200), waitFor: { gate, count: 2 } });
+      await new Promise((r) => setTimeout(r, 100));
+      expect(await flagged()).toBe(0);
+      const first = await a.renameInfos(maildir, { ...job(0, 100), stat: true, signal: gate });
+      expect(first).toEqual({ failures: [], dirs: { cur: old.getTime(), new: old.getTime() } });
+      expect(Atomics.load(gate, 0)).toBe(1);
+      // Counted once: still waiting.
+      await new Promise((r) => setTimeout(r, 100));
+      expect(await flagged()).toBe(100);
+      Atomics.add(gate, 0, 1);
+      Atomics.notify(gate, 0);
+      expect(await second).toEqual({ failures: [] });
+      expect(await flagged()).toBe(200);
+      // A stat with nothing to rename still answers, and a missing directory gives no mtimes.
+      expect(await a.renameInfos(maildir, { ...job(0, 0), stat: true })).toEqual({ failures: [], dirs: { cur: (await stat(join(maildir, 'cur'))).mtimeMs, new: old.getTime() } });
+      expect(await a.renameInfos(join(root, 'nowhere'), { ...job(0, 0), stat: true })).toEqual({ failures: [] });
+    } finally {
+      await a.close();
+      await b.close();
+      await rm(root, { recursive: true, force: true });
+    }
+  });
 
   it('appends new UIDs to dovecot-uidlist in place, and a fresh reader agrees', async () => {
     const root = await mkdtemp(join(tmpdir(), 'pp-fast-'));

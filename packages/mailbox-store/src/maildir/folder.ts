@@ -11,7 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { isAscii } from 'node:buffer';
-import { closeSync, createReadStream, openSync, readFile as readFileCallback, readSync, rename as renameCallback, stat as statCallback } from 'node:fs';
+import { closeSync, createReadStream, openSync, readFile as readFileCallback, readSync, rename as renameCallback, renameSync, stat as statCallback } from 'node:fs';
 import { copyFile, link, mkdir, open, readdir, readFile, rename, stat, truncate, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clock, Logger } from '@pigeonpost/wire';
@@ -28,7 +28,7 @@ import { acquireDotlock, writeThroughDotlock } from './dotlock.js';
 import type { Dotlock } from './dotlock.js';
 import { baseOfName, curName, infoOfName, LETTER_OF_FLAG, parseFilename, physicalSizeOfBase, sortInfo, splitInfo, virtualSizeOfBase, withSizes } from './filename.js';
 import type { UniqueNames } from './filename.js';
-import type { FsFailure, FsWorker } from './fs-worker.js';
+import type { FsFailure, FsWorker, RenameJob } from './fs-worker.js';
 import type { MaildirReadMode } from './store.js';
 import type { AddRecord, IndexRecord } from './index-log.js';
 import { cachedBodyStructureAt, crc32, READ_MORE, decodeRecords, encodeRecord, encodeRecordAt, IndexState, infoDelta, parseJsonBytes, uidRanges } from './index-log.js';
@@ -56,6 +56,15 @@ const RENAME_BATCH = 8192;
  * (three or four: no better than two). Below it, one worker.
  */
 const PARALLEL_RENAMES_FROM = 2 * RENAME_BATCH;
+/**
+ * ...and from this many when the file worker is not running yet: its boot
+ * (50–90 ms here) costs more than the ~15 µs per rename libuv adds below it.
+ */
+const COLD_WORKER_RENAMES_FROM = 4096;
+/** Renames made on the main thread (readMode 'sync-batched') per event-loop turn: ~3 ms. */
+const RENAME_SLICE = 256;
+/** Fewest bytes a dovecot-uidlist line takes (`<uid> :<base>`), for a folder's size before it is read. */
+const UIDLIST_LINE_BYTES = 40;
 /** Files read ahead by the file worker when structures are computed on first use, and per batch. */
 const STRUCTURE_READ_AHEAD = 512;
 const READ_BATCH = 128;
@@ -1160,6 +1169,9 @@ export class Folder {
       // The store closed meanwhile (it wrote one then): nothing may touch the folder any more.
       if (this.#closed) return;
       const run = async (): Promise<void> => {
+        // Queued behind an operation (a STORE that was running): its caller's continuation (the
+        // IMAP response) first, then the encoding, in a later turn of the event loop.
+        await new Promise<void>((resolve) => setImmediate(resolve));
         this.#checkpointScheduled = false;
         if (!this.#closed) await this.#writeCheckpoint();
       };
@@ -2086,32 +2098,33 @@ export class Folder {
       if (letter !== undefined) letters += letter;
     }
     letters = sortInfo(letters);
-    // The messages asked for, once each, in UID order.
-    let targets: MaildirMessage[] = [];
+    const conflicts: number[] = [];
+    // One result per distinct info string (a handful in a folder), shared by the messages that have it.
+    const change = mode === 'add' ? infoDelta(letters, '') : mode === 'remove' ? infoDelta('', letters) : (info: string): string => sortInfo(splitInfo(info).other + letters);
+    // Planned message by message, in UID order: a big STORE's first files are renamed while the rest is planned.
+    const plan = this.#planRenames(uids.length);
+    const visit = (m: MaildirMessage): void => {
+      if (unchangedSince !== undefined && m.modSeq > unchangedSince) {
+        conflicts.push(m.uid);
+        return;
+      }
+      // Those already in the requested state are left alone (no new MODSEQ).
+      const info = change(m.info);
+      if (info !== m.info) plan.add(m, info);
+    };
     let ascending = true;
     for (let k = 1; k < uids.length && ascending; k++) if (uids[k]! <= uids[k - 1]!) ascending = false;
     if (ascending) {
       for (const uid of uids) {
         const m = this.index.messages.get(uid);
-        if (m !== undefined) targets.push(m);
+        if (m !== undefined) visit(m);
       }
     } else {
+      // Once each, in UID order.
       const wanted = new Set(uids);
-      targets = this.#view.filter((m) => wanted.has(m.uid));
+      for (const m of this.#view) if (wanted.has(m.uid)) visit(m);
     }
-    const conflicts: number[] = [];
-    const jobs: { m: MaildirMessage; info: string }[] = [];
-    // One result per distinct info string (a handful in a folder), shared by the messages that have it.
-    const change = mode === 'add' ? infoDelta(letters, '') : mode === 'remove' ? infoDelta('', letters) : (info: string): string => sortInfo(splitInfo(info).other + letters);
-    for (const m of targets) {
-      if (unchangedSince !== undefined && m.modSeq > unchangedSince) {
-        conflicts.push(m.uid);
-        continue;
-      }
-      const info = change(m.info);
-      if (info !== m.info) jobs.push({ m, info });
-    }
-    return { updated: await this.#applyInfos(jobs, change), conflicts };
+    return { updated: await this.#applyInfos(plan, change), conflicts };
   }
 
   /** Change flags (files renamed atomically). Returns the messages changed. */
@@ -2122,107 +2135,149 @@ export class Folder {
     // A UID given twice is renamed once, with its last flags.
     const lastOf = new Map<number, number>();
     updates.forEach((u, k) => lastOf.set(u.uid, k));
-    const jobs: { m: MaildirMessage; info: string }[] = [];
+    const plan = this.#planRenames(updates.length);
     updates.forEach((u, k) => {
       const m = this.index.messages.get(u.uid);
       if (m === undefined || lastOf.get(u.uid) !== k) return;
-      jobs.push({ m, info: this.infoOf(this.canonical(u.flags), m.info) });
+      plan.add(m, this.infoOf(this.canonical(u.flags), m.info));
     });
-    return this.#applyInfos(jobs);
+    return this.#applyInfos(plan);
   }
 
   /**
-   * Rename each message's file to `cur/<base>:2,<info>` and log the change as
-   * one index record. Many renames go to the file worker in batches
+   * A handle that can change flags is being opened: start the file workers a
+   * STORE on every message would use, so that it does not wait for their boot
+   * (tens of ms each) — while the open runs. The folder's size is what the last
+   * sync found, or before the first one, what its dovecot-uidlist's size says.
+   * Nothing for a folder too small to rename through them.
+   */
+  prepareForChanges(): void {
+    const start = (size: number): void => {
+      if (size >= WORKER_RENAMES_FROM) for (const worker of this.#renamers(size)) worker.start();
+    };
+    if (this.index.messages.size > 0) start(this.index.messages.size);
+    else stat(join(this.path, UIDLIST)).then((st) => start(Math.floor(st.size / UIDLIST_LINE_BYTES)), () => undefined);
+  }
+
+  /** The workers that rename the files of a flag change of `count` messages. */
+  #renamers(count: number): FsWorker[] {
+    // The second: a parse worker (idle but for first-use structures), not the read worker that POP3/IMAP reads wait on.
+    return count >= PARALLEL_RENAMES_FROM ? [this.#ctx.fsWorker, this.#ctx.parseWorkers[0] ?? this.#ctx.readWorker] : [this.#ctx.fsWorker];
+  }
+
+  /**
+   * The renames of a flag change of up to `expected` messages, planned one by
+   * one. From WORKER_RENAMES_FROM on they go to the file worker(s) in
+   * batches as they are planned; the first batch's worker first takes the
+   * directories' mtimes (see #applyInfos), and a second worker waits for that
+   * before its first rename.
+   */
+  #planRenames(expected: number): RenamePlan {
+    if (expected < WORKER_RENAMES_FROM) return new RenamePlan(undefined);
+    const renamers = this.#renamers(expected);
+    // Booting (or never started), a worker would make a middling STORE wait for it: renamed here then.
+    if (expected < COLD_WORKER_RENAMES_FROM && !renamers[0]!.online) return new RenamePlan(undefined);
+    // The mtimes matter only when the last scan can be trusted (see #applyInfos).
+    const stat = this.#lastScan?.trusted === true;
+    const [first, second] = renamers as [FsWorker, FsWorker | undefined];
+    if (second === undefined) return new RenamePlan((n, batch) => first.renameInfos(this.path, n === 0 ? { ...batch, stat } : batch));
+    // Two workers: the first from the start (its first batch stat'ing the directories before
+    // anything is renamed), the second once that stat is taken and this thread has planned the
+    // whole STORE and made the new versions (the gate at 2): three busy threads on two cores
+    // slow the renames down more than the second worker speeds them up.
+    const gate = new Int32Array(new SharedArrayBuffer(4));
+    return new RenamePlan((n, batch) => {
+      if (n === 0) return first.renameInfos(this.path, { ...batch, stat, signal: gate });
+      if (n % 2 === 1) return first.renameInfos(this.path, batch);
+      return second.renameInfos(this.path, n === 2 ? { ...batch, waitFor: { gate, count: 2 } } : batch);
+    }, gate);
+  }
+
+  /**
+   * Rename each planned message's file to `cur/<base>:2,<info>` and log the
+   * change as one index record. Many renames go to the file workers in batches
    * (synchronous renames there, the event loop free here); a few go through
    * libuv, several in flight. Returns the messages whose flags changed.
    */
-  async #applyInfos(jobs: { m: MaildirMessage; info: string }[], retarget?: (current: string) => string): Promise<MaildirMessage[]> {
-    const renamed: boolean[] = new Array<boolean>(jobs.length).fill(false);
+  async #applyInfos(plan: RenamePlan, retarget?: (current: string) => string): Promise<MaildirMessage[]> {
+    const { messages, targets, renamed } = plan;
+    const count = messages.length;
     // The directories as the last scan (trusted) left them, just before these renames: then the
     // renames are the only change this folder knows of, and the mtimes they leave are recorded
-    // as that scan's (see #ownRenamesDone), so the next open need not list cur/ again.
+    // as that scan's (see #ownRenamesDone), so the next open need not list cur/ again. Taken by
+    // the first batch's worker, or here before renaming through libuv.
     const races = this.#renameRaces;
-    const before = jobs.length > 0 ? await this.#scanStillCurrent() : false;
+    const last = this.#lastScan;
+    let before = false;
     /** Rename through libuv (finding the file again when it moved); the info it got is the job's. */
     const one = async (k: number): Promise<boolean> => {
-      const info = await this.#renameOne(jobs[k]!.m, jobs[k]!.info, retarget);
+      const info = await this.#renameOne(messages[k]!, targets[k]!, retarget);
       if (info === undefined) return false;
-      jobs[k] = { m: jobs[k]!.m, info };
+      targets[k] = info;
       return true;
     };
-    const targetOf = (k: number): string => curName(jobs[k]!.m.base, jobs[k]!.info);
     let prepared: Prepared | undefined;
-    if (jobs.length >= WORKER_RENAMES_FROM) {
-      // Every batch is handed to the worker at once (it renames them in order): the names of
-      // later batches are made here while it renames the first ones. A smaller first batch
-      // gets it started sooner.
-      // The worker makes the names: it gets base names and ids into a table of (sorted) info strings.
-      const infos: string[] = [];
-      const infoIds = new Map<string, number>();
-      const idOf = (info: string): number => {
-        let id = infoIds.get(info);
-        if (id === undefined) {
-          id = infos.length;
-          infos.push(sortInfo(info));
-          infoIds.set(info, id);
-        }
-        return id;
-      };
-      const batches: { which: number[]; done: Promise<FsFailure[]> }[] = [];
-      // The second: a parse worker (idle but for first-use structures), not the read worker that POP3/IMAP reads wait on.
-      const renamers = jobs.length >= PARALLEL_RENAMES_FROM ? [this.#ctx.fsWorker, this.#ctx.parseWorkers[0] ?? this.#ctx.readWorker] : [this.#ctx.fsWorker];
-      for (let start = 0, size = Math.min(1024, RENAME_BATCH); start < jobs.length; start += size, size = RENAME_BATCH) {
-        const end = Math.min(jobs.length, start + size);
-        const bases: string[] = [];
-        const fromInfo = new Uint32Array(end - start);
-        const toInfo = new Uint32Array(end - start);
-        const oddAt: number[] = [];
-        const oddFrom: string[] = [];
-        const which: number[] = [];
-        for (let k = start; k < end; k++) {
-          const { m, info } = jobs[k]!;
-          const at = bases.length;
-          if (m.file !== undefined) {
-            if (m.file === `cur/${targetOf(k)}`) {
-              renamed[k] = true;
-              continue;
-            }
-            oddAt.push(at);
-            oddFrom.push(m.file);
-          } else if (m.info === info) {
-            renamed[k] = true;
-            continue;
-          }
-          bases.push(m.base);
-          fromInfo[at] = idOf(m.info);
-          toInfo[at] = idOf(info);
-          which.push(k);
-        }
-        const n = bases.length;
-        batches.push({ which, done: renamers[batches.length % renamers.length]!.renameInfos(this.path, { bases, infos: infos.slice(), fromInfo: fromInfo.subarray(0, n), toInfo: toInfo.subarray(0, n), oddAt, oddFrom }) });
+    if (plan.batched) {
+      plan.finish();
+      try {
+        // While the workers rename: the new versions of the messages (and the view with them), for when the index takes them.
+        if (count > 0) prepared = this.#prepareVersions(messages, targets);
+      } finally {
+        plan.planned();
       }
-      // While the worker renames: the new versions of the messages, for when the index takes them.
-      prepared = this.#prepareVersions(jobs);
-      // Settle every batch before anything can throw (none is left running unobserved).
-      const results = await Promise.allSettled(batches.map((b) => b.done));
-      for (const [n, b] of batches.entries()) {
-        const r = results[n]!;
-        if (r.status === 'rejected') throw r.reason;
-        const failed = new Map<number, string>();
-        for (const f of r.value) failed.set(f.index, f.code);
-        for (const [i, k] of b.which.entries()) {
-          const code = failed.get(i);
-          if (code === undefined) renamed[k] = true;
-          else if (code === 'ENOENT') renamed[k] = await one(k);
-          else throw Object.assign(new Error(`rename failed: ${code}`), { code });
+      // Each batch's outcome taken as it comes (this thread is idle meanwhile); the few files
+      // another program renamed meanwhile are found again after all of them.
+      const retry: number[] = [];
+      let failure: Error | undefined;
+      await Promise.all(
+        plan.batches.map((b, n) =>
+          b.done.then(
+            (r) => {
+              if (n === 0 && r.dirs !== undefined && last?.trusted === true) before = r.dirs.cur === last.cur && r.dirs.new === last.new;
+              const failed = new Map<number, string>();
+              for (const f of r.failures) failed.set(f.index, f.code);
+              const which = b.which;
+              for (let i = 0; i < which.length; i++) {
+                const code = failed.size === 0 ? undefined : failed.get(i);
+                if (code === undefined) renamed[which[i]!] = true;
+                else if (code === 'ENOENT') retry.push(which[i]!);
+                else failure ??= Object.assign(new Error(`rename failed: ${code}`), { code });
+              }
+            },
+            // Every batch settles before anything is thrown (none is left running unobserved).
+            (error: unknown) => {
+              failure ??= error instanceof Error ? error : new Error(String(error));
+            },
+          ),
+        ),
+      );
+      if (failure !== undefined) throw failure;
+      for (const k of retry.sort((a, b) => a - b)) renamed[k] = await one(k);
+    } else if (this.#ctx.readMode === 'sync-batched') {
+      before = count > 0 ? await this.#scanStillCurrent() : false;
+      // Here, with synchronous calls, RENAME_SLICE per event-loop turn: no thread hop per file.
+      for (let k = 0; k < count; k++) {
+        if (k > 0 && k % RENAME_SLICE === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+        const m = messages[k]!;
+        const target = curName(m.base, targets[k]!);
+        if (m.file === `cur/${target}` || (m.file === undefined && m.info === targets[k])) {
+          renamed[k] = true;
+          continue;
+        }
+        try {
+          renameSync(m.file === undefined ? `${this.path}/cur/${curName(m.base, m.info)}` : `${this.path}/${m.file}`, `${this.path}/cur/${target}`);
+          renamed[k] = true;
+        } catch (error) {
+          if (errno(error) !== 'ENOENT') throw error;
+          renamed[k] = await one(k);
         }
       }
     } else {
+      before = count > 0 ? await this.#scanStillCurrent() : false;
       let next = 0;
       let failed = false;
       const worker = async (): Promise<void> => {
-        while (!failed && next < jobs.length) {
+        while (!failed && next < count) {
           const k = next++;
           try {
             renamed[k] = await one(k);
@@ -2232,59 +2287,85 @@ export class Folder {
           }
         }
       };
-      await Promise.all(Array.from({ length: Math.min(RENAMES_IN_FLIGHT, jobs.length) }, worker));
+      await Promise.all(Array.from({ length: Math.min(RENAMES_IN_FLIGHT, count) }, worker));
     }
-    let uids: number[] = [];
+    const allDone = this.#renameRaces === races && renamed.every(Boolean);
+    // The directories as these renames left them (see #ownRenamesDone), stat'ed while the index record is written.
+    const after = before && allDone ? this.#dirMtimes().catch(() => undefined) : undefined;
+    let updated: readonly MaildirMessage[];
     const modSeq = this.index.highestModSeq + 1;
-    if (prepared !== undefined && prepared.modSeq === modSeq && this.#renameRaces === races && renamed.every(Boolean)) {
-      // Every rename done as planned: the record and the versions made meanwhile are the ones.
-      for (const j of jobs) j.m.file = undefined;
-      uids = prepared.uids;
-      if (uids.length > 0) await this.#appendIndex([prepared.record], undefined, prepared.versions);
+    if (prepared !== undefined && prepared.modSeq === modSeq && allDone) {
+      // Every rename done as planned: the record, the versions and the view made meanwhile are the ones.
+      for (const m of messages) m.file = undefined;
+      updated = prepared.versions;
+      if (updated.length > 0) await this.#appendIndex([prepared.record], undefined, prepared.versions);
+      if (prepared.view !== undefined && prepared.view.length === this.index.messages.size) this.#view = prepared.view;
+      else this.#rebuildView();
     } else {
+      const uids: number[] = [];
       const infos: string[] = [];
       const olds: string[] = [];
       const versions: MaildirMessage[] = [];
-      jobs.forEach((j, k) => {
-        if (!renamed[k]) return;
+      for (let k = 0; k < count; k++) {
+        if (!renamed[k]) continue;
+        const m = messages[k]!;
+        const info = targets[k]!;
         // Now `cur/<base>:2,<info>`: the canonical name for its new flags.
-        j.m.file = undefined;
-        if (j.m.info !== j.info) {
-          uids.push(j.m.uid);
-          infos.push(j.info);
-          olds.push(j.m.info);
-          versions.push(j.m.withFlags(modSeq, j.info, this.flagsOf(j.info)));
+        m.file = undefined;
+        if (m.info !== info) {
+          uids.push(m.uid);
+          infos.push(info);
+          olds.push(m.info);
+          versions.push(m.withFlags(modSeq, info, this.flagsOf(info)));
         }
-      });
+      }
       if (uids.length > 0) {
         const record = this.#flagsRecord(uids, olds, infos);
         await this.#appendIndex([record], undefined, record.t === 'F' && record.m === modSeq ? versions : undefined);
       }
+      this.#rebuildView();
+      updated = uids.map((uid) => this.index.messages.get(uid)!);
     }
-    this.#rebuildView();
-    if (before && this.#renameRaces === races && renamed.every(Boolean)) await this.#ownRenamesDone();
-    return uids.map((uid) => this.index.messages.get(uid)!);
+    if (after !== undefined) this.#ownRenamesDone(await after);
+    return updated as MaildirMessage[];
   }
 
   /**
    * What a STORE logs and installs once every rename is done as planned, made while the
-   * worker renames: the flags record (for the MODSEQ the next record gets) and the new
-   * versions of the messages whose flags change.
+   * workers rename: the flags record (for the MODSEQ the next record gets), the new
+   * versions of the messages whose flags change, and (when they are in UID order) the
+   * folder's view with them in.
    */
-  #prepareVersions(jobs: readonly { m: MaildirMessage; info: string }[]): Prepared {
+  #prepareVersions(messages: readonly MaildirMessage[], targets: readonly string[]): Prepared {
     const modSeq = this.index.highestModSeq + 1;
     const uids: number[] = [];
     const infos: string[] = [];
     const olds: string[] = [];
     const versions: MaildirMessage[] = [];
-    for (const { m, info } of jobs) {
+    let ascending = true;
+    for (let k = 0; k < messages.length; k++) {
+      const m = messages[k]!;
+      const info = targets[k]!;
       if (m.info === info) continue;
+      if (uids.length > 0 && m.uid <= uids[uids.length - 1]!) ascending = false;
       uids.push(m.uid);
       infos.push(info);
       olds.push(m.info);
       versions.push(m.withFlags(modSeq, info, this.flagsOf(info)));
     }
-    return { modSeq, uids, versions, record: this.#flagsRecord(uids, olds, infos) };
+    let view: MaildirMessage[] | undefined;
+    if (ascending) {
+      // Both ascending by UID: a merge.
+      const current = this.#view;
+      view = new Array<MaildirMessage>(current.length);
+      let j = 0;
+      for (let i = 0; i < current.length; i++) {
+        const m = current[i]!;
+        while (j < versions.length && versions[j]!.uid < m.uid) j++;
+        view[i] = j < versions.length && versions[j]!.uid === m.uid ? versions[j]! : m;
+      }
+    }
+    return { modSeq, uids, versions, view, record: this.#flagsRecord(uids, olds, infos) };
   }
 
   /** True when the last scan was trusted and cur/ and new/ still have its mtimes (under the lock, after a sync). */
@@ -2303,8 +2384,7 @@ export class Folder {
    * by a client of another server) would hide behind them until cur/ changes again or a
    * read of that file fails and finds it (the same as Dovecot).
    */
-  async #ownRenamesDone(): Promise<void> {
-    const after = await this.#dirMtimes();
+  #ownRenamesDone(after: { cur: number; new: number } | undefined): void {
     if (after === undefined) return;
     this.#lastScan = { cur: after.cur, new: after.new, trusted: true };
     this.#checkpointDirty = true;
@@ -2448,10 +2528,118 @@ interface ReadAhead {
 }
 
 /** A STORE's index record and new message versions, made while its files are renamed. */
+/** One batch of a RenamePlan handed to a file worker: which jobs it holds, and its outcome. */
+interface RenameBatch {
+  readonly which: readonly number[];
+  readonly done: Promise<{ failures: FsFailure[]; dirs?: { cur: number; new: number } }>;
+}
+
+/** Renames in the first batch of a big STORE: small, so the kernel starts renaming at once. */
+const FIRST_RENAME_BATCH = 1024;
+
+/**
+ * The renames of one flag change, planned message by message (jobs, in
+ * order). With `post` (a big change), they are handed to the file workers in
+ * batches as they are planned — the first one small — each as base names and
+ * ids into a table of info strings, so the workers make the names.
+ */
+class RenamePlan {
+  /** Per job: the message, and the info letters its file is to get. */
+  readonly messages: MaildirMessage[] = [];
+  readonly targets: string[] = [];
+  /** Per job: its file has its target name (renamed, or had it already). */
+  readonly renamed: boolean[] = [];
+  readonly batches: RenameBatch[] = [];
+  readonly #post: ((n: number, batch: RenameJob) => RenameBatch['done']) | undefined;
+  /** Counted up by planned(): a worker may wait on it. */
+  readonly #gate: Int32Array | undefined;
+  readonly #infos: string[] = [];
+  readonly #infoIds = new Map<string, number>();
+  #size = FIRST_RENAME_BATCH;
+  #bases: string[] = [];
+  #fromInfo = new Uint32Array(FIRST_RENAME_BATCH);
+  #toInfo = new Uint32Array(FIRST_RENAME_BATCH);
+  #oddAt: number[] = [];
+  #oddFrom: string[] = [];
+  #which: number[] = [];
+
+  constructor(post: ((n: number, batch: RenameJob) => RenameBatch['done']) | undefined, gate?: Int32Array) {
+    this.#post = post;
+    this.#gate = gate;
+  }
+
+  /** This thread is done with its part (planned, versions made): a worker waiting for that may go. */
+  planned(): void {
+    if (this.#gate === undefined) return;
+    Atomics.add(this.#gate, 0, 1);
+    Atomics.notify(this.#gate, 0);
+  }
+
+  /** The renames go to the file workers (else: through libuv, by the caller). */
+  get batched(): boolean {
+    return this.#post !== undefined;
+  }
+
+  add(m: MaildirMessage, info: string): void {
+    const k = this.messages.length;
+    this.messages.push(m);
+    this.targets.push(info);
+    this.renamed.push(false);
+    if (this.#post === undefined) return;
+    const at = this.#bases.length;
+    if (m.file !== undefined) {
+      if (m.file === `cur/${curName(m.base, info)}`) {
+        this.renamed[k] = true;
+        return;
+      }
+      this.#oddAt.push(at);
+      this.#oddFrom.push(m.file);
+    } else if (m.info === info) {
+      this.renamed[k] = true;
+      return;
+    }
+    this.#bases.push(m.base);
+    this.#fromInfo[at] = this.#idOf(m.info);
+    this.#toInfo[at] = this.#idOf(info);
+    this.#which.push(k);
+    if (this.#bases.length === this.#size) this.#send();
+  }
+
+  /** Hand over what is left. */
+  finish(): void {
+    if (this.#bases.length > 0) this.#send();
+  }
+
+  #idOf(info: string): number {
+    let id = this.#infoIds.get(info);
+    if (id === undefined) {
+      id = this.#infos.length;
+      this.#infos.push(sortInfo(info));
+      this.#infoIds.set(info, id);
+    }
+    return id;
+  }
+
+  #send(): void {
+    const n = this.#bases.length;
+    const done = this.#post!(this.batches.length, { bases: this.#bases, infos: this.#infos.slice(), fromInfo: this.#fromInfo.subarray(0, n), toInfo: this.#toInfo.subarray(0, n), oddAt: this.#oddAt, oddFrom: this.#oddFrom });
+    this.batches.push({ which: this.#which, done });
+    this.#size = RENAME_BATCH;
+    this.#bases = [];
+    this.#fromInfo = new Uint32Array(RENAME_BATCH);
+    this.#toInfo = new Uint32Array(RENAME_BATCH);
+    this.#oddAt = [];
+    this.#oddFrom = [];
+    this.#which = [];
+  }
+}
+
 interface Prepared {
   readonly modSeq: number;
   readonly uids: number[];
   readonly versions: readonly MaildirMessage[];
+  /** The folder's view with the versions in; undefined when they are not in UID order. */
+  readonly view: MaildirMessage[] | undefined;
   readonly record: IndexRecord & { t: 'F' };
 }
 

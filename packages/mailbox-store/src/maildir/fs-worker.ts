@@ -83,10 +83,25 @@ parentPort.on('message', (job) => {
   if (job.op === 'renameInfos') {
     // cur/<base>:2,<info> to cur/<base>:2,<other info>, the names made here from the base names
     // (one NUL-separated string) and info ids into a table; the few files elsewhere come as paths.
-    const bases = job.bases.split('\\0');
+    const bases = job.bases === '' ? [] : job.bases.split('\\0');
     const cur = job.dir + '/cur/';
     const errors = [];
     let odd = 0;
+    // The first batch of a STORE: the directories' mtimes just before its first rename.
+    let dirs;
+    if (job.stat) {
+      try { dirs = [fs.statSync(job.dir + '/cur').mtimeMs, fs.statSync(job.dir + '/new').mtimeMs]; } catch {}
+    }
+    // A gate shared with the other threads of the STORE: counted up here (after the stat), waited on there.
+    if (job.signal !== undefined) { Atomics.add(job.signal, 0, 1); Atomics.notify(job.signal, 0); }
+    if (job.waitFor !== undefined) {
+      const deadline = Date.now() + 10000;
+      for (;;) {
+        const seen = Atomics.load(job.waitFor.gate, 0);
+        if (seen >= job.waitFor.count || Date.now() >= deadline) break;
+        Atomics.wait(job.waitFor.gate, 0, seen, Math.max(1, deadline - Date.now()));
+      }
+    }
     for (let k = 0; k < bases.length; k++) {
       const stem = cur + bases[k] + ':2,';
       let from;
@@ -94,7 +109,7 @@ parentPort.on('message', (job) => {
       else from = stem + job.infos[job.fromInfo[k]];
       try { fs.renameSync(from, stem + job.infos[job.toInfo[k]]); } catch (e) { errors.push(k, e && e.code ? e.code : String(e)); }
     }
-    parentPort.postMessage({ id: job.id, errors });
+    parentPort.postMessage({ id: job.id, errors, dirs });
   } else if (job.op === 'structureRecords') {
     // Read, parse and encode each as the index log's structure record, \`<crc> {"t":"S","u":…,"b":…,"w":…,"st":…,"bs1":…}\\n\`
     // (as encodeRecordAt writes it), all in one buffer sent back whole; per file its record's
@@ -199,6 +214,22 @@ parentPort.on('message', (job) => {
 });
 `;
 
+/** One batch of renames for {@link FsWorker.renameInfos}. */
+export interface RenameJob {
+  readonly bases: readonly string[];
+  readonly infos: readonly string[];
+  readonly fromInfo: Uint32Array;
+  readonly toInfo: Uint32Array;
+  readonly oddAt: readonly number[];
+  readonly oddFrom: readonly string[];
+  /** First take the mtimes of `dir/cur` and `dir/new` (returned as `dirs`; none when either could not be stat'ed). */
+  readonly stat?: boolean;
+  /** Then add 1 to `signal[0]` (a SharedArrayBuffer's), and wake its waiters. */
+  readonly signal?: Int32Array;
+  /** Then rename nothing before `gate[0]` is at least `count` (at most 10 s). */
+  readonly waitFor?: { readonly gate: Int32Array; readonly count: number };
+}
+
 export interface FsFailure {
   readonly index: number;
   readonly code: string;
@@ -206,6 +237,7 @@ export interface FsFailure {
 
 interface Reply {
   at?: Float64Array;
+  dirs?: [number, number];
   data?: Uint8Array;
   lengths?: number[];
   mtimes?: Float64Array;
@@ -228,6 +260,7 @@ export class FsWorker {
   #nextId = 0;
   readonly #pending = new Map<number, Pending>();
   #closed = false;
+  #online = false;
 
   #start(): Worker {
     if (this.#worker !== undefined) return this.#worker;
@@ -246,8 +279,25 @@ export class FsWorker {
     };
     worker.on('error', fail);
     worker.on('exit', (code) => fail(new Error(`file worker exited (${code})`)));
+    worker.once('online', () => {
+      if (this.#worker === worker) this.#online = true;
+    });
+    this.#online = false;
     this.#worker = worker;
     return worker;
+  }
+
+  /** The thread is up and running (booted): a job now starts at once. */
+  get online(): boolean {
+    return this.#worker !== undefined && this.#online;
+  }
+
+  /**
+   * Start the thread now, with nothing to do yet (it takes tens of ms to boot): for a job
+   * that is likely to come, so that it does not wait for the boot. Nothing once closed.
+   */
+  start(): void {
+    if (!this.#closed) this.#start();
   }
 
   #run(job: Record<string, unknown>): Promise<Reply> {
@@ -266,10 +316,13 @@ export class FsWorker {
    * oddAt[j], ascending) to `dir/cur/<bases[k]>:2,<infos[toInfo[k]]>`, in order; the failures by
    * index. The names are made in the worker: a STORE on a big folder sends base names and info ids,
    * not two paths per file.
+   * `stat`, `signal` and `waitFor` (in that order, before the first rename) let the threads of
+   * one STORE order themselves: see {@link RenameJob}.
    */
-  async renameInfos(dir: string, job: { bases: readonly string[]; infos: readonly string[]; fromInfo: Uint32Array; toInfo: Uint32Array; oddAt: readonly number[]; oddFrom: readonly string[] }): Promise<FsFailure[]> {
-    if (job.bases.length === 0) return [];
-    return failures((await this.#run({ op: 'renameInfos', dir, bases: job.bases.join('\0'), infos: job.infos, fromInfo: job.fromInfo, toInfo: job.toInfo, oddAt: job.oddAt, oddFrom: job.oddFrom })).errors);
+  async renameInfos(dir: string, job: RenameJob): Promise<{ failures: FsFailure[]; dirs?: { cur: number; new: number } }> {
+    if (job.bases.length === 0 && job.stat !== true) return { failures: [] };
+    const r = await this.#run({ op: 'renameInfos', dir, ...job, bases: job.bases.join('\0') });
+    return { failures: failures(r.errors), ...(r.dirs === undefined ? {} : { dirs: { cur: r.dirs[0], new: r.dirs[1] } }) };
   }
 
   /**

@@ -618,6 +618,7 @@ class MaildirUser implements UserMailStore {
   async open(mailbox: string, options: OpenMailboxOptions = {}): Promise<MailboxHandle> {
     this.store.checkOpen();
     const f = await this.#existing(mailbox);
+    if (options.readOnly !== true) f.prepareForChanges();
     await f.sync();
     return new MaildirHandle(this, f, options.readOnly === true);
   }
@@ -995,8 +996,15 @@ class MaildirHandle implements MailboxHandle {
     this.#check(true);
     const flags = normalizeFlags(change.flags, this.#user.store.limits);
     const f = this.#folder;
-    const result = await f.locked(() => f.changeFlags(uids, change.mode, flags, change.unchangedSince));
-    if (result.updated.length > 0) {
+    let seen: readonly MessageMeta[] | undefined;
+    const result = await f.locked(() => {
+      seen = f.messages();
+      return f.changeFlags(uids, change.mode, flags, change.unchangedSince);
+    });
+    if (result.updated.length > 0 && this.#view === seen) {
+      // This handle showed the folder as it was: it shows it as it is now.
+      this.#view = f.messages();
+    } else if (result.updated.length > 0) {
       // Both ascending by UID: a merge, no map of the changed ones.
       const updated = result.updated;
       let j = 0;
@@ -1040,6 +1048,7 @@ class MaildirHandle implements MailboxHandle {
       const removed = await src.locked(() => src.expungeUids(mapping.map(([s]) => s)));
       const gone = new Set(removed);
       this.#view = this.#view.filter((m) => !gone.has(m.uid));
+      this.#status = { ...folderStatus(src), messages: this.#view.length };
     }
     return { uidValidity: dest.uidValidity, mapping };
   }
@@ -1051,6 +1060,7 @@ class MaildirHandle implements MailboxHandle {
     const removed = await f.locked(() => f.expungeUids(f.messages().filter((m) => isDeleted(m.flags) && (only === undefined || only.has(m.uid))).map((m) => m.uid)));
     const gone = new Set(removed);
     this.#view = this.#view.filter((m) => !gone.has(m.uid));
+    this.#status = { ...folderStatus(f), messages: this.#view.length };
     return removed;
   }
 

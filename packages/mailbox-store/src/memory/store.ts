@@ -653,7 +653,14 @@ class MemoryHandle implements MailboxHandle {
           updated.push(message.meta);
         }
         store.publish(this.#user, { type: 'flags', mailboxId: box.id, mailbox: box.name, uids: updated.map((m) => m.uid), modSeq });
+        // This session's own change is in its view at once (both ascending by UID: a merge).
+        let j = 0;
+        this.#view = this.#view.map((m) => {
+          while (j < updated.length && updated[j]!.uid < m.uid) j++;
+          return j < updated.length && updated[j]!.uid === m.uid ? updated[j]! : m;
+        });
       }
+      this.#status = statusOf(box, this.#view);
       return { updated, conflicts: plan.conflicts };
     });
   }
@@ -678,7 +685,7 @@ class MemoryHandle implements MailboxHandle {
       structure: m.structure,
     }));
     const created = store.addMessages(user, target, items);
-    if (move) store.removeMessages(user, this.#box, sources.map((m) => m.meta.uid));
+    if (move) this.#forget(store.removeMessages(user, this.#box, sources.map((m) => m.meta.uid)));
     return { uidValidity: target.uidValidity, mapping: sources.map((m, i) => [m.meta.uid, created[i]!] as const) };
   }
 
@@ -703,8 +710,18 @@ class MemoryHandle implements MailboxHandle {
       const doomed = [...this.#box.messages.values()]
         .filter((m) => isDeleted(m.meta.flags) && (only === undefined || only.has(m.meta.uid)))
         .map((m) => m.meta.uid);
-      return this.#store.removeMessages(this.#user, this.#box, doomed);
+      const removed = this.#store.removeMessages(this.#user, this.#box, doomed);
+      this.#forget(removed);
+      return removed;
     });
+  }
+
+  /** Messages this session expunged (or moved away) leave its view at once. */
+  #forget(uids: readonly number[]): void {
+    if (uids.length === 0) return;
+    const gone = new Set(uids);
+    this.#view = this.#view.filter((m) => !gone.has(m.uid));
+    this.#status = statusOf(this.#box, this.#view);
   }
 
   changedSince(modSeq: number): Promise<readonly MessageMeta[]> {

@@ -893,6 +893,8 @@ export function defineStoreConformance(subject: ConformanceSubject, t: Conforman
         const h2 = await user.open('INBOX');
         await user.append('INBOX', message('b'));
         await h2.setFlags([1], { mode: 'add', flags: ['\\Seen', '\\Deleted'] });
+        // The handle that changed the flags sees them, but not the message appended since it synced.
+        expect(h2.messages().map((m) => [m.uid, [...m.flags].sort()])).toEqual([[1, ['\\Deleted', '\\Seen']]]);
         expect(h1.messages().map((m) => m.uid)).toEqual([1]);
         expect(h1.messages()[0]?.flags).toEqual([]);
         expect(h1.status.messages).toBe(1);
@@ -912,6 +914,41 @@ export function defineStoreConformance(subject: ConformanceSubject, t: Conforman
         expect([third.added, third.expunged, third.flagsChanged]).toEqual([[], [], []]);
         await h1.close();
         await h2.close();
+      });
+
+      it("has the session's own changes in its view at once, and sync() does not report them again", async () => {
+        await appendTo('INBOX', 'a');
+        await appendTo('INBOX', 'b');
+        await appendTo('INBOX', 'c');
+        await appendTo('INBOX', 'd');
+        const user = await alice();
+        const h = await user.open('INBOX');
+        const other = await user.open('INBOX');
+        // Another session's change waits for sync(); this one's own are there at once.
+        await other.setFlags([4], { mode: 'add', flags: ['\\Answered'] });
+        await h.setFlags([1, 2], { mode: 'add', flags: ['\\Seen'] });
+        await h.setFlags([3], { mode: 'add', flags: ['\\Deleted'] });
+        expect(h.messages().map((m) => [m.uid, m.flags])).toEqual([
+          [1, ['\\Seen']],
+          [2, ['\\Seen']],
+          [3, ['\\Deleted']],
+          [4, []],
+        ]);
+        expect(await h.expunge()).toEqual([3]);
+        const moved = await h.move([2], 'Archive');
+        expect(moved.mapping.map(([from]) => from)).toEqual([2]);
+        expect(h.messages().map((m) => m.uid)).toEqual([1, 4]);
+        expect(h.status.messages).toBe(2);
+        const changes = await h.sync();
+        expect(changes.expunged).toEqual([]);
+        expect(changes.added).toEqual([]);
+        expect(changes.flagsChanged.map((m) => [m.uid, m.flags])).toEqual([[4, ['\\Answered']]]);
+        // The other session learns of all of it at its sync.
+        const seen = await other.sync();
+        expect(seen.expunged).toEqual([2, 3]);
+        expect(seen.flagsChanged.map((m) => m.uid)).toEqual([1]);
+        await h.close();
+        await other.close();
       });
 
       it('rejects read() and structure() of a message expunged by another handle before the view syncs', async () => {
