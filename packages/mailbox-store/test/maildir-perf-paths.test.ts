@@ -394,6 +394,43 @@ describe('Maildir fast paths', () => {
     }
   });
 
+  it('a file worker closed with nothing in flight leaves its thread for the next one, booted', async () => {
+    const { root, maildir } = await emptyMaildir();
+    try {
+      await writeFile(join(maildir, 'cur', 'a:2,'), 'x\n');
+      // Threads other tests' stores left idle are taken (held) first: then none is.
+      const held: FsWorker[] = [];
+      for (;;) {
+        const w = new FsWorker();
+        w.adoptIdle();
+        if (!w.online) break;
+        held.push(w);
+      }
+      const first = new FsWorker();
+      const fresh = new FsWorker();
+      fresh.start();
+      // A new thread is not up at once.
+      expect(fresh.online).toBe(false);
+      expect((await first.mtimes([join(maildir, 'cur', 'a:2,')]))[0]).toBeGreaterThan(0);
+      await first.close();
+      // Taken from the idle ones: up at once, and it works.
+      const second = new FsWorker();
+      second.adoptIdle();
+      expect(second.online).toBe(true);
+      expect((await second.mtimes([join(maildir, 'cur', 'a:2,'), join(maildir, 'cur', 'gone')]))[1]).toBeNaN();
+      // Closed with a job in flight: the thread is ended and the job fails; nothing is left idle by it.
+      const busy = second.read([join(maildir, 'cur', 'a:2,')]);
+      await second.close();
+      await expect(busy).rejects.toThrow();
+      await fresh.close();
+      await expect(second.mtimes([])).resolves.toEqual([]);
+      await expect(second.read([join(maildir, 'cur', 'a:2,')])).rejects.toThrow('file worker closed');
+      for (const w of held) await w.close();
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   it('appends new UIDs to dovecot-uidlist in place, and a fresh reader agrees', async () => {
     const root = await mkdtemp(join(tmpdir(), 'pp-fast-'));
     const store = createMaildirStore({ root, fsync: false });

@@ -57,14 +57,16 @@ const RENAME_BATCH = 8192;
  */
 const PARALLEL_RENAMES_FROM = 2 * RENAME_BATCH;
 /**
- * ...and from this many when the file worker is not running yet: its boot
- * (50–90 ms here) costs more than the ~15 µs per rename libuv adds below it.
+ * ...and from this many when the file worker is not running yet (it is
+ * started then): fewer are done (here, or through libuv) before it would
+ * have booted (50–90 ms here).
  */
 const COLD_WORKER_RENAMES_FROM = 4096;
 /** Renames made on the main thread (readMode 'sync-batched') per event-loop turn: ~3 ms. */
 const RENAME_SLICE = 256;
-/** Fewest bytes a dovecot-uidlist line takes (`<uid> :<base>`), for a folder's size before it is read. */
-const UIDLIST_LINE_BYTES = 40;
+/** Renames left at least this many when the file worker is up: handed over to it (fewer are finished here). */
+const HAND_OVER_FROM = 2048;
+
 /** Files read ahead by the file worker when structures are computed on first use, and per batch. */
 const STRUCTURE_READ_AHEAD = 512;
 const READ_BATCH = 128;
@@ -2144,21 +2146,6 @@ export class Folder {
     return this.#applyInfos(plan);
   }
 
-  /**
-   * A handle that can change flags is being opened: start the file workers a
-   * STORE on every message would use, so that it does not wait for their boot
-   * (tens of ms each) — while the open runs. The folder's size is what the last
-   * sync found, or before the first one, what its dovecot-uidlist's size says.
-   * Nothing for a folder too small to rename through them.
-   */
-  prepareForChanges(): void {
-    const start = (size: number): void => {
-      if (size >= WORKER_RENAMES_FROM) for (const worker of this.#renamers(size)) worker.start();
-    };
-    if (this.index.messages.size > 0) start(this.index.messages.size);
-    else stat(join(this.path, UIDLIST)).then((st) => start(Math.floor(st.size / UIDLIST_LINE_BYTES)), () => undefined);
-  }
-
   /** The workers that rename the files of a flag change of `count` messages. */
   #renamers(count: number): FsWorker[] {
     // The second: a parse worker (idle but for first-use structures), not the read worker that POP3/IMAP reads wait on.
@@ -2168,29 +2155,45 @@ export class Folder {
   /**
    * The renames of a flag change of up to `expected` messages, planned one by
    * one. From WORKER_RENAMES_FROM on they go to the file worker(s) in
-   * batches as they are planned; the first batch's worker first takes the
-   * directories' mtimes (see #applyInfos), and a second worker waits for that
-   * before its first rename.
+   * batches: with the workers running, as they are planned (the first
+   * batch's worker first takes the directories' mtimes, see #applyInfos, and
+   * a second worker waits for that before its first rename). With them not
+   * running yet (they take 50–90 ms to boot), and readMode 'sync-batched',
+   * this thread renames from the first file on while they boot, and hands
+   * the rest over once the first one is up (#applyInfos). Fewer go through
+   * this thread or libuv alone.
    */
   #planRenames(expected: number): RenamePlan {
-    if (expected < WORKER_RENAMES_FROM) return new RenamePlan(undefined);
+    if (expected < WORKER_RENAMES_FROM) return new RenamePlan();
     const renamers = this.#renamers(expected);
-    // Booting (or never started), a worker would make a middling STORE wait for it: renamed here then.
-    if (expected < COLD_WORKER_RENAMES_FROM && !renamers[0]!.online) return new RenamePlan(undefined);
+    const [first, second] = renamers as [FsWorker, FsWorker | undefined];
+    for (const worker of renamers) worker.adoptIdle();
+    if (!first.online) {
+      // A middling STORE is done before a worker would have booted: here or through libuv.
+      if (expected < COLD_WORKER_RENAMES_FROM) return new RenamePlan();
+      if (this.#ctx.readMode === 'sync-batched') {
+        for (const worker of renamers) worker.start();
+        // The directories are stat'ed here before this thread's first rename: the workers need not.
+        return new RenamePlan(
+          (n, batch) => renamers[n % renamers.length]!.renameInfos(this.path, batch),
+          () => first.online,
+        );
+      }
+    }
+    const plan = new RenamePlan();
     // The mtimes matter only when the last scan can be trusted (see #applyInfos).
     const stat = this.#lastScan?.trusted === true;
-    const [first, second] = renamers as [FsWorker, FsWorker | undefined];
-    if (second === undefined) return new RenamePlan((n, batch) => first.renameInfos(this.path, n === 0 ? { ...batch, stat } : batch));
-    // Two workers: the first from the start (its first batch stat'ing the directories before
-    // anything is renamed), the second once that stat is taken and this thread has planned the
-    // whole STORE and made the new versions (the gate at 2): three busy threads on two cores
-    // slow the renames down more than the second worker speeds them up.
+    if (second === undefined) {
+      plan.stream((n, batch) => first.renameInfos(this.path, n === 0 ? { ...batch, stat } : batch), 0);
+      return plan;
+    }
+    // Two workers, batches in turn: the second renames nothing before the first has taken the mtimes.
     const gate = new Int32Array(new SharedArrayBuffer(4));
-    return new RenamePlan((n, batch) => {
+    plan.stream((n, batch) => {
       if (n === 0) return first.renameInfos(this.path, { ...batch, stat, signal: gate });
-      if (n % 2 === 1) return first.renameInfos(this.path, batch);
-      return second.renameInfos(this.path, n === 2 ? { ...batch, waitFor: { gate, count: 2 } } : batch);
-    }, gate);
+      return renamers[n % 2]!.renameInfos(this.path, n === 1 ? { ...batch, waitFor: { gate, count: 1 } } : batch);
+    }, 0);
+    return plan;
   }
 
   /**
@@ -2205,7 +2208,7 @@ export class Folder {
     // The directories as the last scan (trusted) left them, just before these renames: then the
     // renames are the only change this folder knows of, and the mtimes they leave are recorded
     // as that scan's (see #ownRenamesDone), so the next open need not list cur/ again. Taken by
-    // the first batch's worker, or here before renaming through libuv.
+    // the first batch's worker, or here before this thread renames (or libuv does).
     const races = this.#renameRaces;
     const last = this.#lastScan;
     let before = false;
@@ -2216,15 +2219,54 @@ export class Folder {
       targets[k] = info;
       return true;
     };
+    if (!plan.batched && count > 0) before = await this.#scanStillCurrent();
+    if (!plan.batched && (plan.canHandOver || this.#ctx.readMode === 'sync-batched')) {
+      // Here, with synchronous calls, RENAME_SLICE per event-loop turn (no thread hop per file);
+      // the rest to the workers once the first one is up, if they were started for it.
+      for (let k = 0; k < count; ) {
+        if (plan.canHandOver && plan.workersUp() && count - k >= HAND_OVER_FROM) {
+          plan.stream(undefined, k);
+          break;
+        }
+        const end = Math.min(count, k + RENAME_SLICE);
+        for (; k < end; k++) {
+          const m = messages[k]!;
+          const target = curName(m.base, targets[k]!);
+          if (m.file === `cur/${target}` || (m.file === undefined && m.info === targets[k])) {
+            renamed[k] = true;
+            continue;
+          }
+          try {
+            renameSync(m.file === undefined ? `${this.path}/cur/${curName(m.base, m.info)}` : `${this.path}/${m.file}`, `${this.path}/cur/${target}`);
+            renamed[k] = true;
+          } catch (error) {
+            if (errno(error) !== 'ENOENT') throw error;
+            renamed[k] = await one(k);
+          }
+        }
+        if (k < count) await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    } else if (!plan.batched) {
+      let next = 0;
+      let failed = false;
+      const worker = async (): Promise<void> => {
+        while (!failed && next < count) {
+          const k = next++;
+          try {
+            renamed[k] = await one(k);
+          } catch (error) {
+            failed = true;
+            throw error;
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(RENAMES_IN_FLIGHT, count) }, worker));
+    }
     let prepared: Prepared | undefined;
     if (plan.batched) {
       plan.finish();
-      try {
-        // While the workers rename: the new versions of the messages (and the view with them), for when the index takes them.
-        if (count > 0) prepared = this.#prepareVersions(messages, targets);
-      } finally {
-        plan.planned();
-      }
+      // While the workers rename: the new versions of the messages (and the view with them), for when the index takes them.
+      if (count > 0) prepared = this.#prepareVersions(messages, targets);
       // Each batch's outcome taken as it comes (this thread is idle meanwhile); the few files
       // another program renamed meanwhile are found again after all of them.
       const retry: number[] = [];
@@ -2253,41 +2295,6 @@ export class Folder {
       );
       if (failure !== undefined) throw failure;
       for (const k of retry.sort((a, b) => a - b)) renamed[k] = await one(k);
-    } else if (this.#ctx.readMode === 'sync-batched') {
-      before = count > 0 ? await this.#scanStillCurrent() : false;
-      // Here, with synchronous calls, RENAME_SLICE per event-loop turn: no thread hop per file.
-      for (let k = 0; k < count; k++) {
-        if (k > 0 && k % RENAME_SLICE === 0) await new Promise<void>((resolve) => setImmediate(resolve));
-        const m = messages[k]!;
-        const target = curName(m.base, targets[k]!);
-        if (m.file === `cur/${target}` || (m.file === undefined && m.info === targets[k])) {
-          renamed[k] = true;
-          continue;
-        }
-        try {
-          renameSync(m.file === undefined ? `${this.path}/cur/${curName(m.base, m.info)}` : `${this.path}/${m.file}`, `${this.path}/cur/${target}`);
-          renamed[k] = true;
-        } catch (error) {
-          if (errno(error) !== 'ENOENT') throw error;
-          renamed[k] = await one(k);
-        }
-      }
-    } else {
-      before = count > 0 ? await this.#scanStillCurrent() : false;
-      let next = 0;
-      let failed = false;
-      const worker = async (): Promise<void> => {
-        while (!failed && next < count) {
-          const k = next++;
-          try {
-            renamed[k] = await one(k);
-          } catch (error) {
-            failed = true;
-            throw error;
-          }
-        }
-      };
-      await Promise.all(Array.from({ length: Math.min(RENAMES_IN_FLIGHT, count) }, worker));
     }
     const allDone = this.#renameRaces === races && renamed.every(Boolean);
     // The directories as these renames left them (see #ownRenamesDone), stat'ed while the index record is written.
@@ -2537,11 +2544,13 @@ interface RenameBatch {
 /** Renames in the first batch of a big STORE: small, so the kernel starts renaming at once. */
 const FIRST_RENAME_BATCH = 1024;
 
+type PostBatch = (n: number, batch: RenameJob) => RenameBatch['done'];
+
 /**
  * The renames of one flag change, planned message by message (jobs, in
- * order). With `post` (a big change), they are handed to the file workers in
- * batches as they are planned — the first one small — each as base names and
- * ids into a table of info strings, so the workers make the names.
+ * order). Once streamed, they are handed to the file workers in batches as
+ * they are planned (from a given job on) — the first one small — each as base
+ * names and ids into a table of info strings, so the workers make the names.
  */
 class RenamePlan {
   /** Per job: the message, and the info letters its file is to get. */
@@ -2550,9 +2559,10 @@ class RenamePlan {
   /** Per job: its file has its target name (renamed, or had it already). */
   readonly renamed: boolean[] = [];
   readonly batches: RenameBatch[] = [];
-  readonly #post: ((n: number, batch: RenameJob) => RenameBatch['done']) | undefined;
-  /** Counted up by planned(): a worker may wait on it. */
-  readonly #gate: Int32Array | undefined;
+  #post: PostBatch | undefined;
+  /** For a hand-over: where the batches go then. */
+  readonly #later: PostBatch | undefined;
+  readonly #workersUp: (() => boolean) | undefined;
   readonly #infos: string[] = [];
   readonly #infoIds = new Map<string, number>();
   #size = FIRST_RENAME_BATCH;
@@ -2563,21 +2573,30 @@ class RenamePlan {
   #oddFrom: string[] = [];
   #which: number[] = [];
 
-  constructor(post: ((n: number, batch: RenameJob) => RenameBatch['done']) | undefined, gate?: Int32Array) {
-    this.#post = post;
-    this.#gate = gate;
+  /** `later`: the file workers are starting, and may take the rest over (see stream()) once `workersUp()`. */
+  constructor(later?: PostBatch, workersUp?: () => boolean) {
+    this.#later = later;
+    this.#workersUp = workersUp;
   }
 
-  /** This thread is done with its part (planned, versions made): a worker waiting for that may go. */
-  planned(): void {
-    if (this.#gate === undefined) return;
-    Atomics.add(this.#gate, 0, 1);
-    Atomics.notify(this.#gate, 0);
-  }
-
-  /** The renames go to the file workers (else: through libuv, by the caller). */
+  /** The renames (from some job on) go to the file workers. */
   get batched(): boolean {
     return this.#post !== undefined;
+  }
+
+  /** The file workers were started for this plan: they may take over what is left. */
+  get canHandOver(): boolean {
+    return this.#later !== undefined && this.#post === undefined;
+  }
+
+  workersUp(): boolean {
+    return this.#workersUp?.() ?? false;
+  }
+
+  /** Jobs `from` on (and every one added later) go to the workers through `post` (default: the hand-over's). */
+  stream(post: PostBatch | undefined, from: number): void {
+    this.#post = post ?? this.#later;
+    for (let k = from; k < this.messages.length; k++) this.#take(k);
   }
 
   add(m: MaildirMessage, info: string): void {
@@ -2585,7 +2604,17 @@ class RenamePlan {
     this.messages.push(m);
     this.targets.push(info);
     this.renamed.push(false);
-    if (this.#post === undefined) return;
+    if (this.#post !== undefined) this.#take(k);
+  }
+
+  /** Hand over what is left. */
+  finish(): void {
+    if (this.#bases.length > 0) this.#send();
+  }
+
+  #take(k: number): void {
+    const m = this.messages[k]!;
+    const info = this.targets[k]!;
     const at = this.#bases.length;
     if (m.file !== undefined) {
       if (m.file === `cur/${curName(m.base, info)}`) {
@@ -2603,11 +2632,6 @@ class RenamePlan {
     this.#toInfo[at] = this.#idOf(info);
     this.#which.push(k);
     if (this.#bases.length === this.#size) this.#send();
-  }
-
-  /** Hand over what is left. */
-  finish(): void {
-    if (this.#bases.length > 0) this.#send();
   }
 
   #idOf(info: string): number {

@@ -11,7 +11,8 @@
  * from a string, so it runs the same from the built package and from the
  * TypeScript sources under test. Each store has one for renames, stats and
  * structure reads, one for message reads, and its parse workers; each started on first
- * use, not keeping the process alive, ended by `close()`.
+ * use (or taken from the threads closed stores of this process left idle), not keeping
+ * the process alive, and given back by `close()`.
  */
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
@@ -255,41 +256,114 @@ function failures(errors: readonly (number | string)[]): FsFailure[] {
   return out;
 }
 
+/** What a thread's events go to: the FsWorker using it, if any. */
+interface ThreadOwner {
+  message(msg: Reply & { id: number }): void;
+  fail(error: unknown): void;
+}
+
+/** A worker thread, with its listeners installed once: a pooled thread changes owners. */
+interface Thread {
+  readonly worker: Worker;
+  owner: ThreadOwner | undefined;
+  online: boolean;
+  dead: boolean;
+  /** While idle: when it is ended. */
+  timer?: NodeJS.Timeout;
+}
+
+function newThread(): Thread {
+  const worker = new Worker(WORKER_SOURCE, { eval: true });
+  worker.unref();
+  const thread: Thread = { worker, owner: undefined, online: false, dead: false };
+  worker.on('message', (msg: Reply & { id: number }) => thread.owner?.message(msg));
+  worker.once('online', () => {
+    thread.online = true;
+  });
+  const gone = (error: unknown): void => {
+    thread.dead = true;
+    dropIdle(thread);
+    thread.owner?.fail(error);
+  };
+  worker.on('error', gone);
+  worker.on('exit', (code) => gone(new Error(`file worker exited (${code})`)));
+  return thread;
+}
+
+/**
+ * Threads that stores of this process closed with nothing left to do: the
+ * next store to start a file worker takes one (booted already: no 50–90 ms
+ * wait) instead of starting its own. Each is ended after IDLE_THREAD_MS
+ * unused; at most IDLE_THREADS_MAX are kept. Unreferenced, they never keep
+ * the process alive.
+ */
+const idleThreads: Thread[] = [];
+const IDLE_THREAD_MS = 10_000;
+const IDLE_THREADS_MAX = 8;
+
+function dropIdle(thread: Thread): void {
+  const at = idleThreads.indexOf(thread);
+  if (at >= 0) idleThreads.splice(at, 1);
+  if (thread.timer !== undefined) clearTimeout(thread.timer);
+  thread.timer = undefined;
+}
+
+function takeIdleThread(): Thread | undefined {
+  const thread = idleThreads.pop();
+  if (thread !== undefined) dropIdle(thread);
+  return thread;
+}
+
+async function keepIdleThread(thread: Thread): Promise<void> {
+  thread.owner = undefined;
+  if (thread.dead) return;
+  if (idleThreads.length >= IDLE_THREADS_MAX) {
+    await thread.worker.terminate();
+    return;
+  }
+  thread.worker.unref();
+  thread.timer = setTimeout(() => {
+    dropIdle(thread);
+    void thread.worker.terminate();
+  }, IDLE_THREAD_MS).unref();
+  idleThreads.push(thread);
+}
+
 export class FsWorker {
-  #worker: Worker | undefined;
+  #thread: Thread | undefined;
   #nextId = 0;
   readonly #pending = new Map<number, Pending>();
   #closed = false;
-  #online = false;
 
   #start(): Worker {
-    if (this.#worker !== undefined) return this.#worker;
-    const worker = new Worker(WORKER_SOURCE, { eval: true });
-    worker.unref();
-    worker.on('message', (msg: Reply & { id: number }) => {
-      const p = this.#pending.get(msg.id);
-      this.#pending.delete(msg.id);
-      if (this.#pending.size === 0) worker.unref();
-      p?.resolve(msg);
-    });
-    const fail = (error: unknown): void => {
-      if (this.#worker === worker) this.#worker = undefined;
-      for (const p of this.#pending.values()) p.reject(error);
-      this.#pending.clear();
+    if (this.#thread !== undefined) return this.#thread.worker;
+    const thread = takeIdleThread() ?? newThread();
+    const worker = thread.worker;
+    thread.owner = {
+      message: (msg) => {
+        const p = this.#pending.get(msg.id);
+        this.#pending.delete(msg.id);
+        if (this.#pending.size === 0) worker.unref();
+        p?.resolve(msg);
+      },
+      fail: (error) => {
+        if (this.#thread === thread) this.#thread = undefined;
+        for (const p of this.#pending.values()) p.reject(error);
+        this.#pending.clear();
+      },
     };
-    worker.on('error', fail);
-    worker.on('exit', (code) => fail(new Error(`file worker exited (${code})`)));
-    worker.once('online', () => {
-      if (this.#worker === worker) this.#online = true;
-    });
-    this.#online = false;
-    this.#worker = worker;
+    this.#thread = thread;
     return worker;
+  }
+
+  /** Not started yet: take a thread a closed store left idle, if there is one (booted already). */
+  adoptIdle(): void {
+    if (this.#thread === undefined && !this.#closed && idleThreads.length > 0) this.#start();
   }
 
   /** The thread is up and running (booted): a job now starts at once. */
   get online(): boolean {
-    return this.#worker !== undefined && this.#online;
+    return this.#thread?.online === true;
   }
 
   /**
@@ -386,10 +460,18 @@ export class FsWorker {
     return { files, failures: failures(r.errors) };
   }
 
+  /**
+   * No more jobs. A thread with nothing in flight is kept for the next
+   * store of this process to take (ended after 10 s unused); one with jobs
+   * in flight is ended (they fail).
+   */
   async close(): Promise<void> {
     this.#closed = true;
-    const worker = this.#worker;
-    this.#worker = undefined;
-    if (worker !== undefined) await worker.terminate();
+    const thread = this.#thread;
+    this.#thread = undefined;
+    if (thread === undefined) return;
+    if (this.#pending.size === 0 && thread.online) await keepIdleThread(thread);
+    // Its exit fails the jobs in flight.
+    else await thread.worker.terminate();
   }
 }

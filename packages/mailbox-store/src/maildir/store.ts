@@ -618,7 +618,6 @@ class MaildirUser implements UserMailStore {
   async open(mailbox: string, options: OpenMailboxOptions = {}): Promise<MailboxHandle> {
     this.store.checkOpen();
     const f = await this.#existing(mailbox);
-    if (options.readOnly !== true) f.prepareForChanges();
     await f.sync();
     return new MaildirHandle(this, f, options.readOnly === true);
   }
