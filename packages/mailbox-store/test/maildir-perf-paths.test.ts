@@ -329,7 +329,27 @@ describe('Maildir fast paths', () => {
     }
   }, 60_000);
 
-  it('a big STORE from a trusted scan: the directories are stat\'ed before its first rename, and the next store need not list cur/', async () => {
+  /** Take every thread closed stores left idle (held until release): then a new store's workers boot. */
+  function holdIdleThreads(): { release(): Promise<void> } {
+    const held: FsWorker[] = [];
+    for (;;) {
+      const w = new FsWorker();
+      w.adoptIdle();
+      if (!w.online) break;
+      held.push(w);
+    }
+    return { release: async () => void (await Promise.all(held.map((w) => w.close()))) };
+  }
+
+  /** Leave `n` booted threads idle for the next store to take. */
+  async function leaveIdleThreads(n: number): Promise<void> {
+    const ws = Array.from({ length: n }, () => new FsWorker());
+    await Promise.all(ws.map((w) => w.mtimes([tmpdir()])));
+    for (const w of ws) await w.close();
+  }
+
+  /** A STORE on every message of a folder past PARALLEL_RENAMES_FROM, from a trusted scan; what the debug log said of it. */
+  async function bigTrustedStore(): Promise<{ files: number; here: number; workers: number }> {
     const { root, maildir } = await emptyMaildir();
     // Past PARALLEL_RENAMES_FROM (two workers); directories last changed long ago, so the scan is trusted.
     const n = 16_500;
@@ -337,7 +357,12 @@ describe('Maildir fast paths', () => {
       for (let i = 0; i < n; i++) await writeFile(join(maildir, 'cur', `${1700000000 + i}.M${i}P4242Q${i}.pigeonpost-test-host,S=12,W=13:2,S`), 'Subject: x\n');
       const old = new Date(Date.UTC(2024, 0, 1));
       for (const d of ['cur', 'new']) await utimes(join(maildir, d), old, old);
-      const store = createMaildirStore({ root, fsync: false });
+      const said: { files: number; here: number; workers: number }[] = [];
+      const log = (obj: unknown, msg?: string): void => {
+        if (msg === 'flag change: files renamed') said.push(obj as { files: number; here: number; workers: number });
+      };
+      const logger = { trace: log, debug: log, info: log, warn: log, error: log, fatal: log, child: () => logger };
+      const store = createMaildirStore({ root, fsync: false, logger });
       const h = await (await store.user('tim')).open('INBOX');
       const uids = h.messages().map((m) => m.uid);
       expect((await h.setFlags(uids, { mode: 'add', flags: ['\\Flagged'] })).updated.length).toBe(n);
@@ -351,10 +376,32 @@ describe('Maildir fast paths', () => {
       const h2 = await (await other.user('tim')).open('INBOX');
       expect(h2.messages().length).toBe(n);
       expect(h2.messages().every((m) => m.flags.includes('\\Flagged') && m.flags.includes('\\Seen'))).toBe(true);
+      expect((await readdir(join(maildir, 'cur'))).filter((f) => f.endsWith(':2,FS')).length).toBe(n);
       await h2.close();
       await other.close();
+      expect(said.length).toBe(1);
+      expect(said[0]!.files).toBe(n);
+      expect(said[0]!.here + said[0]!.workers).toBe(n);
+      return said[0]!;
     } finally {
       await rm(root, { recursive: true, force: true });
+    }
+  }
+
+  it('a big STORE with the file workers up: they rename every file, the first one stat\'ing the directories first, and the next store need not list cur/', async () => {
+    await leaveIdleThreads(2);
+    const said = await bigTrustedStore();
+    expect(said).toMatchObject({ here: 0, workers: 16_500 });
+  }, 60_000);
+
+  it('a big STORE with no file worker up: renamed here from the first file (the directories stat\'ed here first) until they boot, the rest by them', async () => {
+    const held = holdIdleThreads();
+    try {
+      const said = await bigTrustedStore();
+      // Here first; the workers take over once up (unless this thread was done first, on a very slow boot).
+      expect(said.here).toBeGreaterThan(0);
+    } finally {
+      await held.release();
     }
   }, 60_000);
 
@@ -399,13 +446,7 @@ describe('Maildir fast paths', () => {
     try {
       await writeFile(join(maildir, 'cur', 'a:2,'), 'x\n');
       // Threads other tests' stores left idle are taken (held) first: then none is.
-      const held: FsWorker[] = [];
-      for (;;) {
-        const w = new FsWorker();
-        w.adoptIdle();
-        if (!w.online) break;
-        held.push(w);
-      }
+      const held = holdIdleThreads();
       const first = new FsWorker();
       const fresh = new FsWorker();
       fresh.start();
@@ -425,7 +466,7 @@ describe('Maildir fast paths', () => {
       await fresh.close();
       await expect(second.mtimes([])).resolves.toEqual([]);
       await expect(second.read([join(maildir, 'cur', 'a:2,')])).rejects.toThrow('file worker closed');
-      for (const w of held) await w.close();
+      await held.release();
     } finally {
       await rm(root, { recursive: true, force: true });
     }

@@ -2220,11 +2220,14 @@ export class Folder {
       return true;
     };
     if (!plan.batched && count > 0) before = await this.#scanStillCurrent();
+    /** Files renamed on this thread before the workers took over (a hand-over), for the debug log. */
+    let here = plan.batched ? 0 : count;
     if (!plan.batched && (plan.canHandOver || this.#ctx.readMode === 'sync-batched')) {
       // Here, with synchronous calls, RENAME_SLICE per event-loop turn (no thread hop per file);
       // the rest to the workers once the first one is up, if they were started for it.
       for (let k = 0; k < count; ) {
         if (plan.canHandOver && plan.workersUp() && count - k >= HAND_OVER_FROM) {
+          here = k;
           plan.stream(undefined, k);
           break;
         }
@@ -2296,6 +2299,7 @@ export class Folder {
       if (failure !== undefined) throw failure;
       for (const k of retry.sort((a, b) => a - b)) renamed[k] = await one(k);
     }
+    if (count >= WORKER_RENAMES_FROM) this.#ctx.logger.debug({ path: this.path, files: count, here, workers: plan.batches.length > 0 ? count - here : 0 }, 'flag change: files renamed');
     const allDone = this.#renameRaces === races && renamed.every(Boolean);
     // The directories as these renames left them (see #ownRenamesDone), stat'ed while the index record is written.
     const after = before && allDone ? this.#dirMtimes().catch(() => undefined) : undefined;
