@@ -99,7 +99,9 @@ export interface MaildirStoreOptions {
    * calls, at most 64 files or 1 MiB per event-loop turn, then yields
    * (setImmediate) — no thread hop per batch, so it is faster when the
    * CPUs are busy, at the cost of the event loop waiting on the disk for
-   * those reads (up to the bound). Default `'sync-batched'`.
+   * those reads (up to the bound). The files of a flag change too small for
+   * the file worker (or made while it boots) are renamed the same way (256
+   * per turn), or through libuv with `'worker'`. Default `'sync-batched'`.
    */
   readonly readMode?: MaildirReadMode;
 }
