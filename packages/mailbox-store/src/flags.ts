@@ -193,3 +193,19 @@ export class MailboxKeywords {
     return this.#byKey.size + fresh.size <= this.#max;
   }
 }
+
+/**
+ * A view (ascending by UID) with the messages of `updated` (ascending by UID,
+ * new versions of messages it may hold) in place of their old versions: a
+ * merge, no map. Messages of `updated` the view does not hold stay out.
+ */
+export function withVersions<T extends { readonly uid: number }>(view: readonly T[], updated: readonly T[]): T[] {
+  const out = new Array<T>(view.length);
+  let j = 0;
+  for (let i = 0; i < view.length; i++) {
+    const m = view[i]!;
+    while (j < updated.length && updated[j]!.uid < m.uid) j++;
+    out[i] = j < updated.length && updated[j]!.uid === m.uid ? updated[j]! : m;
+  }
+  return out;
+}

@@ -16,7 +16,7 @@ import { copyFile, link, mkdir, open, readdir, readFile, rename, stat, truncate,
 import { join } from 'node:path';
 import type { Clock, Logger } from '@pigeonpost/wire';
 import { StoreError } from '../errors.js';
-import { isKeyword } from '../flags.js';
+import { isKeyword, withVersions } from '../flags.js';
 import type { StoreLimits } from '../limits.js';
 import { MessageSizeCounter, meterMessageSource } from '../source.js';
 import type { MessageStructure } from '../structure.js';
@@ -2303,7 +2303,7 @@ export class Folder {
     const allDone = this.#renameRaces === races && renamed.every(Boolean);
     // The directories as these renames left them (see #ownRenamesDone), stat'ed while the index record is written.
     const after = before && allDone ? this.#dirMtimes().catch(() => undefined) : undefined;
-    let updated: readonly MaildirMessage[];
+    let updated: MaildirMessage[];
     const modSeq = this.index.highestModSeq + 1;
     if (prepared !== undefined && prepared.modSeq === modSeq && allDone) {
       // Every rename done as planned: the record, the versions and the view made meanwhile are the ones.
@@ -2338,7 +2338,7 @@ export class Folder {
       updated = uids.map((uid) => this.index.messages.get(uid)!);
     }
     if (after !== undefined) this.#ownRenamesDone(await after);
-    return updated as MaildirMessage[];
+    return updated;
   }
 
   /**
@@ -2364,19 +2364,7 @@ export class Folder {
       olds.push(m.info);
       versions.push(m.withFlags(modSeq, info, this.flagsOf(info)));
     }
-    let view: MaildirMessage[] | undefined;
-    if (ascending) {
-      // Both ascending by UID: a merge.
-      const current = this.#view;
-      view = new Array<MaildirMessage>(current.length);
-      let j = 0;
-      for (let i = 0; i < current.length; i++) {
-        const m = current[i]!;
-        while (j < versions.length && versions[j]!.uid < m.uid) j++;
-        view[i] = j < versions.length && versions[j]!.uid === m.uid ? versions[j]! : m;
-      }
-    }
-    return { modSeq, uids, versions, view, record: this.#flagsRecord(uids, olds, infos) };
+    return { modSeq, versions, view: ascending ? withVersions(this.#view, versions) : undefined, record: this.#flagsRecord(uids, olds, infos) };
   }
 
   /** True when the last scan was trusted and cur/ and new/ still have its mtimes (under the lock, after a sync). */
@@ -2664,8 +2652,7 @@ class RenamePlan {
 
 interface Prepared {
   readonly modSeq: number;
-  readonly uids: number[];
-  readonly versions: readonly MaildirMessage[];
+  readonly versions: MaildirMessage[];
   /** The folder's view with the versions in; undefined when they are not in UID order. */
   readonly view: MaildirMessage[] | undefined;
   readonly record: IndexRecord & { t: 'F' };

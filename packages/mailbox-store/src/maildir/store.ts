@@ -12,7 +12,7 @@ import type { Clock, Logger } from '@pigeonpost/wire';
 import { silentLogger } from '@pigeonpost/wire';
 import { systemClock } from '@pigeonpost/wire/node';
 import { StoreError } from '../errors.js';
-import { normalizeFlags, isDeleted, withSeen } from '../flags.js';
+import { normalizeFlags, isDeleted, withSeen, withVersions } from '../flags.js';
 import type { StoreLimits } from '../limits.js';
 import { resolveStoreLimits } from '../limits.js';
 import { parentNames } from '../names.js';
@@ -1006,13 +1006,7 @@ class MaildirHandle implements MailboxHandle {
       // This handle showed the folder as it was: it shows it as it is now.
       this.#view = f.messages();
     } else if (result.updated.length > 0) {
-      // Both ascending by UID: a merge, no map of the changed ones.
-      const updated = result.updated;
-      let j = 0;
-      this.#view = this.#view.map((m) => {
-        while (j < updated.length && updated[j]!.uid < m.uid) j++;
-        return j < updated.length && updated[j]!.uid === m.uid ? updated[j]! : m;
-      });
+      this.#view = withVersions(this.#view, result.updated);
     }
     this.#status = { ...folderStatus(f), messages: this.#view.length };
     return result;

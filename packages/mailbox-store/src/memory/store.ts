@@ -8,7 +8,7 @@ import type { Clock, Logger } from '@pigeonpost/wire';
 import { silentLogger } from '@pigeonpost/wire';
 import { systemClock } from '@pigeonpost/wire/node';
 import { StoreError } from '../errors.js';
-import { MailboxKeywords, isDeleted, isSeen, normalizeFlags, planFlagChange, withSeen } from '../flags.js';
+import { MailboxKeywords, isDeleted, isSeen, normalizeFlags, planFlagChange, withSeen, withVersions } from '../flags.js';
 import { resolveStoreLimits } from '../limits.js';
 import type { StoreLimits } from '../limits.js';
 import { normalizeMailboxName, parentNames } from '../names.js';
@@ -653,12 +653,8 @@ class MemoryHandle implements MailboxHandle {
           updated.push(message.meta);
         }
         store.publish(this.#user, { type: 'flags', mailboxId: box.id, mailbox: box.name, uids: updated.map((m) => m.uid), modSeq });
-        // This session's own change is in its view at once (both ascending by UID: a merge).
-        let j = 0;
-        this.#view = this.#view.map((m) => {
-          while (j < updated.length && updated[j]!.uid < m.uid) j++;
-          return j < updated.length && updated[j]!.uid === m.uid ? updated[j]! : m;
-        });
+        // This session's own change is in its view at once.
+        this.#view = withVersions(this.#view, updated);
       }
       this.#status = statusOf(box, this.#view);
       return { updated, conflicts: plan.conflicts };
