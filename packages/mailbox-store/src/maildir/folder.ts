@@ -2117,14 +2117,18 @@ export class Folder {
     let ascending = true;
     for (let k = 1; k < uids.length && ascending; k++) if (uids[k]! <= uids[k - 1]!) ascending = false;
     if (ascending) {
-      for (const uid of uids) {
-        const m = this.index.messages.get(uid);
+      const messages = this.index.messages;
+      await this.#planAll(plan, uids.length, (i) => {
+        const m = messages.get(uids[i]!);
         if (m !== undefined) visit(m);
-      }
+      }, change);
     } else {
       // Once each, in UID order.
       const wanted = new Set(uids);
-      for (const m of this.#view) if (wanted.has(m.uid)) visit(m);
+      const view = this.#view;
+      await this.#planAll(plan, view.length, (i) => {
+        if (wanted.has(view[i]!.uid)) visit(view[i]!);
+      }, change);
     }
     return { updated: await this.#applyInfos(plan, change), conflicts };
   }
@@ -2138,12 +2142,74 @@ export class Folder {
     const lastOf = new Map<number, number>();
     updates.forEach((u, k) => lastOf.set(u.uid, k));
     const plan = this.#planRenames(updates.length);
-    updates.forEach((u, k) => {
+    await this.#planAll(plan, updates.length, (k) => {
+      const u = updates[k]!;
       const m = this.index.messages.get(u.uid);
       if (m === undefined || lastOf.get(u.uid) !== k) return;
       plan.add(m, this.infoOf(this.canonical(u.flags), m.info));
     });
     return this.#applyInfos(plan);
+  }
+
+  /**
+   * Plan a flag change: `visit(i)` for each of `count` items (it adds the
+   * renames to `plan`). A plan that renames here first while the file workers
+   * boot does not wait for the whole plan: every RENAME_SLICE items, what is
+   * planned is renamed here (one event-loop turn each), until the first worker
+   * is up and takes over what is left (#applyInfos finishes what is not).
+   */
+  async #planAll(plan: RenamePlan, count: number, visit: (i: number) => void, retarget?: (current: string) => string): Promise<void> {
+    if (!plan.canHandOver) {
+      for (let i = 0; i < count; i++) visit(i);
+      return;
+    }
+    // Before this thread's first rename (see #applyInfos).
+    plan.before = await this.#scanStillCurrent();
+    for (let i = 0; i < count; ) {
+      const end = Math.min(count, i + RENAME_SLICE);
+      for (; i < end; i++) visit(i);
+      if (!plan.canHandOver || i === count) continue;
+      if (plan.workersUp() && count - i + plan.messages.length - plan.hereDone >= HAND_OVER_FROM) {
+        plan.stream(undefined, plan.hereDone);
+        continue;
+      }
+      await this.#renameHere(plan, plan.messages.length, retarget);
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    plan.whilePlanning = plan.hereDone;
+  }
+
+  /**
+   * Rename the plan's jobs from `plan.hereDone` to `end` here, with synchronous
+   * calls (no thread hop per file); one whose file moved is found again
+   * through libuv.
+   */
+  async #renameHere(plan: RenamePlan, end: number, retarget?: (current: string) => string): Promise<void> {
+    const { messages, targets, renamed } = plan;
+    for (let k = plan.hereDone; k < end; k++) {
+      const m = messages[k]!;
+      const target = curName(m.base, targets[k]!);
+      if (m.file === `cur/${target}` || (m.file === undefined && m.info === targets[k])) {
+        renamed[k] = true;
+        continue;
+      }
+      try {
+        renameSync(m.file === undefined ? `${this.path}/cur/${curName(m.base, m.info)}` : `${this.path}/${m.file}`, `${this.path}/cur/${target}`);
+        renamed[k] = true;
+      } catch (error) {
+        if (errno(error) !== 'ENOENT') throw error;
+        renamed[k] = await this.#renameJob(plan, k, retarget);
+      }
+    }
+    plan.hereDone = Math.max(plan.hereDone, end);
+  }
+
+  /** Rename job `k` through libuv (finding the file again when it moved); the info it got is the job's. */
+  async #renameJob(plan: RenamePlan, k: number, retarget?: (current: string) => string): Promise<boolean> {
+    const info = await this.#renameOne(plan.messages[k]!, plan.targets[k]!, retarget);
+    if (info === undefined) return false;
+    plan.targets[k] = info;
+    return true;
   }
 
   /** The workers that rename the files of a flag change of `count` messages. */
@@ -2211,43 +2277,18 @@ export class Folder {
     // the first batch's worker, or here before this thread renames (or libuv does).
     const races = this.#renameRaces;
     const last = this.#lastScan;
-    let before = false;
-    /** Rename through libuv (finding the file again when it moved); the info it got is the job's. */
-    const one = async (k: number): Promise<boolean> => {
-      const info = await this.#renameOne(messages[k]!, targets[k]!, retarget);
-      if (info === undefined) return false;
-      targets[k] = info;
-      return true;
-    };
-    if (!plan.batched && count > 0) before = await this.#scanStillCurrent();
-    /** Files renamed on this thread before the workers took over (a hand-over), for the debug log. */
-    let here = plan.batched ? 0 : count;
+    let before = plan.before ?? false;
+    if (!plan.batched && count > 0 && plan.before === undefined) before = await this.#scanStillCurrent();
     if (!plan.batched && (plan.canHandOver || this.#ctx.readMode === 'sync-batched')) {
-      // Here, with synchronous calls, RENAME_SLICE per event-loop turn (no thread hop per file);
-      // the rest to the workers once the first one is up, if they were started for it.
-      for (let k = 0; k < count; ) {
-        if (plan.canHandOver && plan.workersUp() && count - k >= HAND_OVER_FROM) {
-          here = k;
-          plan.stream(undefined, k);
+      // Here, with synchronous calls, RENAME_SLICE per event-loop turn (after those renamed while
+      // planning); the rest to the workers once the first one is up, if they were started for it.
+      while (plan.hereDone < count) {
+        if (plan.canHandOver && plan.workersUp() && count - plan.hereDone >= HAND_OVER_FROM) {
+          plan.stream(undefined, plan.hereDone);
           break;
         }
-        const end = Math.min(count, k + RENAME_SLICE);
-        for (; k < end; k++) {
-          const m = messages[k]!;
-          const target = curName(m.base, targets[k]!);
-          if (m.file === `cur/${target}` || (m.file === undefined && m.info === targets[k])) {
-            renamed[k] = true;
-            continue;
-          }
-          try {
-            renameSync(m.file === undefined ? `${this.path}/cur/${curName(m.base, m.info)}` : `${this.path}/${m.file}`, `${this.path}/cur/${target}`);
-            renamed[k] = true;
-          } catch (error) {
-            if (errno(error) !== 'ENOENT') throw error;
-            renamed[k] = await one(k);
-          }
-        }
-        if (k < count) await new Promise<void>((resolve) => setImmediate(resolve));
+        await this.#renameHere(plan, Math.min(count, plan.hereDone + RENAME_SLICE), retarget);
+        if (plan.hereDone < count) await new Promise<void>((resolve) => setImmediate(resolve));
       }
     } else if (!plan.batched) {
       let next = 0;
@@ -2256,7 +2297,7 @@ export class Folder {
         while (!failed && next < count) {
           const k = next++;
           try {
-            renamed[k] = await one(k);
+            renamed[k] = await this.#renameJob(plan, k, retarget);
           } catch (error) {
             failed = true;
             throw error;
@@ -2297,9 +2338,13 @@ export class Folder {
         ),
       );
       if (failure !== undefined) throw failure;
-      for (const k of retry.sort((a, b) => a - b)) renamed[k] = await one(k);
+      for (const k of retry.sort((a, b) => a - b)) renamed[k] = await this.#renameJob(plan, k, retarget);
     }
-    if (count >= WORKER_RENAMES_FROM) this.#ctx.logger.debug({ path: this.path, files: count, here, workers: plan.batches.length > 0 ? count - here : 0 }, 'flag change: files renamed');
+    if (count >= WORKER_RENAMES_FROM) {
+      // Files renamed on this thread (before the workers took over, if they did), for the debug log.
+      const here = plan.batched ? plan.hereDone : count;
+      this.#ctx.logger.debug({ path: this.path, files: count, here, whilePlanning: plan.whilePlanning, workers: count - here }, 'flag change: files renamed');
+    }
     const allDone = this.#renameRaces === races && renamed.every(Boolean);
     // The directories as these renames left them (see #ownRenamesDone), stat'ed while the index record is written.
     const after = before && allDone ? this.#dirMtimes().catch(() => undefined) : undefined;
@@ -2526,7 +2571,6 @@ interface ReadAhead {
   readonly record?: { readonly data: Buffer; readonly at: readonly [number, number] };
 }
 
-/** A STORE's index record and new message versions, made while its files are renamed. */
 /** One batch of a RenamePlan handed to a file worker: which jobs it holds, and its outcome. */
 interface RenameBatch {
   readonly which: readonly number[];
@@ -2551,6 +2595,12 @@ class RenamePlan {
   /** Per job: its file has its target name (renamed, or had it already). */
   readonly renamed: boolean[] = [];
   readonly batches: RenameBatch[] = [];
+  /** Jobs before this one were renamed on the calling thread (a plan that renames here first). */
+  hereDone = 0;
+  /** Jobs renamed here before the plan was complete (for the debug log). */
+  whilePlanning = 0;
+  /** A plan renaming here while it is made: whether the last scan was still current before the first rename (see #applyInfos). */
+  before: boolean | undefined;
   #post: PostBatch | undefined;
   /** For a hand-over: where the batches go then. */
   readonly #later: PostBatch | undefined;
@@ -2650,6 +2700,7 @@ class RenamePlan {
   }
 }
 
+/** A STORE's index record and new message versions, made while its files are renamed. */
 interface Prepared {
   readonly modSeq: number;
   readonly versions: MaildirMessage[];
