@@ -200,6 +200,21 @@ export class MailboxKeywords {
  * merge, no map. Messages of `updated` the view does not hold stay out.
  */
 export function withVersions<T extends { readonly uid: number }>(view: readonly T[], updated: readonly T[]): T[] {
+  if (updated.length * 64 < view.length) {
+    // A few (a STORE on some messages of a big mailbox): the view copied whole, each found by halving.
+    const out = view.slice();
+    let lo = 0;
+    for (const u of updated) {
+      let hi = out.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (out[mid]!.uid < u.uid) lo = mid + 1;
+        else hi = mid;
+      }
+      if (lo < out.length && out[lo]!.uid === u.uid) out[lo] = u;
+    }
+    return out;
+  }
   const out = new Array<T>(view.length);
   let j = 0;
   for (let i = 0; i < view.length; i++) {

@@ -3,9 +3,11 @@
 // and never a source of wrong data. Whether it was used shows through INTERNALDATE: the checkpoint keeps
 // the dates it learnt, so a file whose mtime changed afterwards keeps its old date only when it was used.
 import { mkdir, mkdtemp, readFile, rename, rm, stat, truncate, unlink, utimes, writeFile } from 'node:fs/promises';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { systemClock } from '@pigeonpost/wire/node';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { CHECKPOINT_VERSION, decodeCheckpoint, encodeCheckpoint, peekCheckpointScan } from '../src/maildir/checkpoint.js';
 import { splitInfo } from '../src/maildir/filename.js';
 import { createMaildirStore } from '../src/maildir/index.js';
@@ -129,19 +131,50 @@ describe('Maildir index checkpoint', () => {
     expect(seen.messages[N]![0]).toBe(N + 1);
   });
 
-  it('records the directories as its own STORE left them, so the next store need not list cur/ again', async () => {
+  it('records the directories as its own STORE left them: later syncs skip cur/ while those mtimes are recent, the first one after lists it once', async () => {
     const dirs = async (): Promise<{ cur: number; new: number }> => ({ cur: (await stat(join(maildir, 'cur'))).mtimeMs, new: (await stat(join(maildir, 'new'))).mtimeMs });
     // Fresh directories (changed just now): a scan of them is not trusted, nor a STORE after it.
     await look((h) => h.setFlags([1], { mode: 'add', flags: ['\\Answered'] }).then(() => undefined));
     expect((await peekCheckpointScan(checkpoint()))?.trusted).toBe(false);
-    // Old directories: the scan is trusted, and so are the mtimes its STORE (renames only) leaves.
+    // Old directories: the scan is trusted. Its STORE (renames only) leaves recent mtimes: recorded, not trusted.
     const old = new Date(Date.UTC(2024, 0, 1));
     for (const d of ['cur', 'new']) await utimes(join(maildir, d), old, old);
     const flagged = await look((h) => h.setFlags([1, 2, 3], { mode: 'add', flags: ['\\Flagged'] }).then(() => undefined));
     const after = await dirs();
     expect(after.cur).toBeGreaterThan(old.getTime());
-    expect(await peekCheckpointScan(checkpoint())).toEqual({ ...after, trusted: true });
-    // The next store takes the scan from the checkpoint (see the test above: no listing) and sees the same.
+    expect(await peekCheckpointScan(checkpoint())).toEqual({ ...after, trusted: false });
+    // Listings of cur/ by the stores below (fs/promises readdir; the ESM bindings follow the CJS module's).
+    const fsp = createRequire(import.meta.url)('node:fs/promises') as { readdir: (...args: unknown[]) => Promise<unknown> };
+    const readdirs = vi.spyOn(fsp, 'readdir');
+    syncBuiltinESMExports();
+    const curListings = (): number => readdirs.mock.calls.filter((c) => String(c[0]) === join(maildir, 'cur')).length;
+    /** Open and close INBOX in a store whose clock says `now`; how many times it listed cur/. */
+    const openAt = async (now: number): Promise<number> => {
+      readdirs.mockClear();
+      const store = createMaildirStore({ root, fsync: false, clock: { ...systemClock, now: () => now } });
+      try {
+        const h = await (await store.user('tim')).open('INBOX');
+        expect(h.messages().length).toBe(N);
+        await h.close();
+      } finally {
+        await store.close();
+      }
+      return curListings();
+    };
+    try {
+      // While the mtimes are recent (a burst of changes): not listed, as Dovecot leaves a dirty cur/ until MAILDIR_SYNC_SECS pass.
+      expect(await openAt(after.cur + 10)).toBe(0);
+      expect(await peekCheckpointScan(checkpoint())).toEqual({ ...after, trusted: false });
+      // Once they are not (Dovecot's delayed refresh): listed once, which a change another program made in
+      // the same mtime tick cannot hide from; then trusted, and not listed again.
+      expect(await openAt(after.cur + 5000)).toBe(1);
+      expect(await peekCheckpointScan(checkpoint())).toEqual({ ...after, trusted: true });
+      expect(await openAt(after.cur + 6000)).toBe(0);
+    } finally {
+      readdirs.mockRestore();
+      syncBuiltinESMExports();
+    }
+    // The next store takes the scan from the checkpoint and sees the same.
     const again = await look();
     expect(again.messages).toEqual(flagged.messages);
     expect(again.messages.filter((m) => m[2].includes('\\Flagged')).map((m) => m[0])).toEqual([1, 2, 3]);

@@ -371,7 +371,8 @@ describe('Maildir fast paths', () => {
       // The mtimes the renames left are recorded as the scan's: taken before them, cur/ still had the old one.
       const after = { cur: (await stat(join(maildir, 'cur'))).mtimeMs, new: (await stat(join(maildir, 'new'))).mtimeMs };
       expect(after.cur).toBeGreaterThan(old.getTime());
-      expect(await peekCheckpointScan(join(maildir, 'pigeonpost-index.bin'))).toEqual({ ...after, trusted: true });
+      // Recent mtimes: not trusted yet (the first sync once they are not lists cur/ once, see the checkpoint tests).
+      expect(await peekCheckpointScan(join(maildir, 'pigeonpost-index.bin'))).toEqual({ ...after, trusted: false });
       const other = createMaildirStore({ root, fsync: false });
       const h2 = await (await other.user('tim')).open('INBOX');
       expect(h2.messages().length).toBe(n);
@@ -388,7 +389,7 @@ describe('Maildir fast paths', () => {
     }
   }
 
-  it('a big STORE with the file workers up: they rename every file, the first one stat\'ing the directories first, and the next store need not list cur/', async () => {
+  it('a big STORE with the file workers up: they rename every file, the first one stat\'ing the directories first, and the folder records what the renames left as its scan', async () => {
     await leaveIdleThreads(2);
     const said = await bigTrustedStore();
     expect(said).toMatchObject({ here: 0, whilePlanning: 0, workers: 16_500 });

@@ -16,6 +16,7 @@
  * below says it is held, so it is not stale.
  */
 import { randomBytes } from 'node:crypto';
+import { linkSync, lstatSync, unlinkSync, writeFileSync } from 'node:fs';
 import { link, lstat, open, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import type { Clock } from '@pigeonpost/wire';
@@ -32,6 +33,12 @@ export interface DotlockOptions {
   readonly staleTimeoutMs: number;
   /** Give up waiting after this long (ERR_STORE_IN_USE). Dovecot waits stale timeout + 2 s. 0: try once. */
   readonly timeoutMs: number;
+  /**
+   * Take and release the lock with synchronous calls (a few microseconds each on a local
+   * file system, against a libuv round trip each: the lock of every change to a folder).
+   * Waiting for a held lock and judging it stale stay asynchronous.
+   */
+  readonly sync?: boolean;
 }
 
 export interface Dotlock {
@@ -69,6 +76,38 @@ async function identityOf(path: string): Promise<LockIdentity> {
   return { ino: st.ino, birthtimeNs: st.birthtimeNs };
 }
 
+function identityOfSync(path: string): LockIdentity {
+  const st = lstatSync(path, { bigint: true });
+  return { ino: st.ino, birthtimeNs: st.birthtimeNs };
+}
+
+function lockContent(): string {
+  return `${process.pid}:${myHost}`;
+}
+
+function tempNameFor(path: string): string {
+  return `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+}
+
+/** tryCreate, with synchronous calls. */
+function tryCreateSync(path: string): LockIdentity | undefined {
+  const temp = tempNameFor(path);
+  writeFileSync(temp, lockContent(), { mode: 0o666, flag: 'wx' });
+  try {
+    linkSync(temp, path);
+    return identityOfSync(temp);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
+    throw error;
+  } finally {
+    try {
+      unlinkSync(temp);
+    } catch {
+      // gone already
+    }
+  }
+}
+
 /** The identity of the lock file we made, or undefined when the lock is taken. */
 async function tryCreate(path: string): Promise<LockIdentity | undefined> {
   // The lock appears with its content at once: a temp file holding `pid:host`
@@ -77,8 +116,8 @@ async function tryCreate(path: string): Promise<LockIdentity | undefined> {
   // With a bare O_EXCL create, a crash between create and write would leave an
   // empty lock that only the stale timeout (120 s) clears; an empty lock from
   // another program is still handled that way.
-  const temp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-  await writeFile(temp, `${process.pid}:${myHost}`, { mode: 0o666, flag: 'wx' });
+  const temp = tempNameFor(path);
+  await writeFile(temp, lockContent(), { mode: 0o666, flag: 'wx' });
   try {
     await link(temp, path);
     // Ours from here on: remembered to tell our lock from one that replaced it (see release()).
@@ -158,9 +197,9 @@ async function override(path: string, ino: number): Promise<boolean> {
 }
 
 /** True when the lock file at `path` is still the one we made; false when it is gone or another. */
-async function stillOurs(path: string, ours: LockIdentity): Promise<boolean> {
+async function stillOurs(path: string, ours: LockIdentity, sync: boolean): Promise<boolean> {
   try {
-    const now = await identityOf(path);
+    const now = sync ? identityOfSync(path) : await identityOf(path);
     return now.ino === ours.ino && now.birthtimeNs === ours.birthtimeNs;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
@@ -181,7 +220,7 @@ export async function acquireDotlock(lockPath: string, options: DotlockOptions):
   for (;;) {
     // Within this process, wait without touching the file while a holder here has it.
     if (!heldHere.has(lockPath)) {
-      ours = await tryCreate(lockPath);
+      ours = options.sync === true ? tryCreateSync(lockPath) : await tryCreate(lockPath);
       if (ours !== undefined) break;
       if (await checkStale(lockPath, options, seen)) continue;
     }
@@ -206,17 +245,21 @@ export async function acquireDotlock(lockPath: string, options: DotlockOptions):
       // Only our own lock file is removed: one that another process made after judging ours
       // stale (no change for the stale timeout) is theirs now, as Dovecot's file_dotlock_delete
       // checks ("our dotlock file was overridden").
-      if (!(await stillOurs(lockPath, ours))) return;
-      await unlink(lockPath).catch((error: NodeJS.ErrnoException) => {
-        if (error.code !== 'ENOENT') throw error;
-      });
+      const sync = options.sync === true;
+      if (!(await stillOurs(lockPath, ours, sync))) return;
+      try {
+        if (sync) unlinkSync(lockPath);
+        else await unlink(lockPath);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      }
     },
     async replaceWith(target: string) {
       if (released) throw new Error('lock already released');
       released = true;
       heldHere.delete(lockPath);
       // Never put another process's lock file in the target's place (file_dotlock_replace checks too).
-      if (!(await stillOurs(lockPath, ours))) throw new StoreError('ERR_STORE_IN_USE', `lock ${lockPath} was overridden by another process: ${target} not replaced`);
+      if (!(await stillOurs(lockPath, ours, options.sync === true))) throw new StoreError('ERR_STORE_IN_USE', `lock ${lockPath} was overridden by another process: ${target} not replaced`);
       await rename(lockPath, target);
     },
   };

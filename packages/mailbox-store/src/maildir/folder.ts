@@ -11,7 +11,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { isAscii } from 'node:buffer';
-import { closeSync, createReadStream, openSync, readFile as readFileCallback, readSync, rename as renameCallback, renameSync, stat as statCallback } from 'node:fs';
+import { closeSync, createReadStream, fdatasync, fstatSync, openSync, readFile as readFileCallback, readSync, rename as renameCallback, renameSync, stat as statCallback, statSync, writeSync, writevSync } from 'node:fs';
+import type { Stats } from 'node:fs';
 import { copyFile, link, mkdir, open, readdir, readFile, rename, stat, truncate, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clock, Logger } from '@pigeonpost/wire';
@@ -62,6 +63,8 @@ const PARALLEL_RENAMES_FROM = 2 * RENAME_BATCH;
  * have booted (50–90 ms here).
  */
 const COLD_WORKER_RENAMES_FROM = 4096;
+/** Index log appends up to this size are written synchronously with readMode 'sync-batched' (their fdatasync is not). */
+const SYNC_APPEND_BYTES = 64 * 1024;
 /** Renames made on the main thread (readMode 'sync-batched') per event-loop turn: ~3 ms. */
 const RENAME_SLICE = 256;
 /** Renames left at least this many when the file worker is up: handed over to it (fewer are finished here). */
@@ -260,6 +263,8 @@ export class Folder {
   #uidlistAt: { ino: number; size: number } | undefined;
   /** dovecot-uidlist as this.uidlist and the index's messages hold it (inode, size, mtime), so an unchanged file is not parsed again. */
   #uidlistRead: { ino: number; size: number; mtimeMs: number; appendable: { ino: number; size: number } | undefined } | undefined;
+  /** dovecot-keywords as this.keywords was read from it: null when it was missing, undefined when unknown (read it again). */
+  #keywordsRead: FileIdentity | null | undefined;
   /** Extension fields of uidlist records (rare), by UID; undefined when the records were not parsed (the file was known). */
   #extensions: Map<number, readonly string[]> | undefined = new Map();
   /** The last full scan of cur/ and new/: their mtimes, and whether they are old enough to trust (see #syncLocked). */
@@ -341,6 +346,7 @@ export class Folder {
         protects: join(this.path, UIDLIST),
         staleTimeoutMs: this.#ctx.lockStaleTimeoutMs,
         timeoutMs: this.#ctx.lockTimeoutMs,
+        sync: this.#ctx.readMode === 'sync-batched',
       });
       try {
         await this.#syncLocked(scan);
@@ -394,12 +400,21 @@ export class Folder {
    * the one the index's messages were made from (`records` undefined then:
    * they are the index's). `force` parses the records in any case.
    */
-  async #readUidlist(force: boolean): Promise<{ list: Uidlist; records: UidlistRecord[] | undefined; byBase?: ReadonlyMap<string, number> } | undefined> {
+  async #readUidlist(force: boolean, probed?: Stats | null): Promise<{ list: Uidlist; records: UidlistRecord[] | undefined; byBase?: ReadonlyMap<string, number> } | undefined> {
     let buf: Buffer;
     this.#uidlistAt = undefined;
     let at: { ino: number; size: number };
     let mtimeMs: number;
     let known: boolean;
+    if (probed !== undefined && !force && this.uidlist !== undefined) {
+      // Stat'ed by the sync's probe (under the lock): unchanged, it is not even opened.
+      const read = this.#uidlistRead;
+      if (probed === null) return undefined;
+      if (read !== undefined && read.ino === probed.ino && read.size === probed.size && read.mtimeMs === probed.mtimeMs) {
+        this.#uidlistAt = read.appendable;
+        return { list: this.uidlist, records: undefined };
+      }
+    }
     try {
       const fh = await open(join(this.path, UIDLIST), 'r');
       try {
@@ -559,8 +574,13 @@ export class Folder {
     this.uidlist = { ...list, records: [] };
   }
 
-  async #readKeywords(): Promise<void> {
+  /** `probed`: the file as the sync's probe found it (null: missing); unchanged since it was read, it is not read again. */
+  async #readKeywords(probed?: Stats | null): Promise<void> {
+    const seen = this.#keywordsRead;
+    if (probed !== undefined && seen !== undefined && (probed === null ? seen === null : seen !== null && sameFile(seen, probed))) return;
     let text = '';
+    // Taken before the read: a change after it makes the next sync read the file again.
+    this.#keywordsRead = probed === undefined ? undefined : probed === null ? null : identityOf(probed);
     try {
       text = await readFile(join(this.path, KEYWORDS), 'utf8');
     } catch (error) {
@@ -652,9 +672,17 @@ export class Folder {
     return true;
   }
 
-  /** Read the index from where we stopped; reload when it was replaced. Returns false when it is unusable. */
-  async #refreshIndex(): Promise<boolean> {
+  /**
+   * Read the index from where we stopped; reload when it was replaced. Returns false when it is unusable.
+   * `probed`: the log as the sync's probe found it (null: missing); the same file, no longer, it is not opened.
+   */
+  async #refreshIndex(probed?: Stats | null): Promise<boolean> {
     const path = join(this.path, INDEX_LOG);
+    if (probed === null) return false;
+    if (probed !== undefined && probed.ino === this.#indexIno && probed.size === this.#indexOffset) {
+      this.#refreshed = { applied: 0, reset: false, fromCheckpoint: false };
+      return this.index.uidValidity !== 0;
+    }
     let fh;
     try {
       fh = await open(path, 'r');
@@ -714,19 +742,37 @@ export class Folder {
     let total = 0;
     for (const p of pieces) total += p.length;
     const path = join(this.path, INDEX_LOG);
-    const fh = await open(path, 'a', 0o600);
-    try {
-      const { bytesWritten } = pieces.length === 1 ? await fh.write(pieces[0]!) : await fh.writev(pieces);
-      if (bytesWritten < total) await fh.write(Buffer.concat(pieces).subarray(bytesWritten));
-      // Structure records are a cache (no MODSEQ, nothing a client saw): not synced on their own.
-      // A crash may lose them (computed again) or leave a torn or damaged tail, which a
-      // sync cuts off (or rebuilds the index from the files); the next synced append
-      // makes them durable with it.
-      if (this.#ctx.fsync && !records.every((r) => r.t === 'S')) await fh.datasync();
-      const st = await fh.stat();
-      this.#indexIno = st.ino;
-    } finally {
-      await fh.close();
+    // Structure records are a cache (no MODSEQ, nothing a client saw): not synced on their own.
+    // A crash may lose them (computed again) or leave a torn or damaged tail, which a
+    // sync cuts off (or rebuilds the index from the files); the next synced append
+    // makes them durable with it.
+    const durable = this.#ctx.fsync && !records.every((r) => r.t === 'S');
+    if (this.#ctx.readMode === 'sync-batched' && total <= SYNC_APPEND_BYTES) {
+      // A few records (a STORE, an EXPUNGE, a delivery): written here, synchronously (into the
+      // page cache); only the fdatasync goes through libuv.
+      const fd = openSync(path, 'a', 0o600);
+      try {
+        let written = writevSync(fd, pieces);
+        if (written < total) {
+          const all = Buffer.concat(pieces);
+          while (written < total) written += writeSync(fd, all, written);
+        }
+        if (durable) await new Promise<void>((resolve, reject) => fdatasync(fd, (error) => (error ? reject(error) : resolve())));
+        this.#indexIno = fstatSync(fd).ino;
+      } finally {
+        closeSync(fd);
+      }
+    } else {
+      const fh = await open(path, 'a', 0o600);
+      try {
+        const { bytesWritten } = pieces.length === 1 ? await fh.write(pieces[0]!) : await fh.writev(pieces);
+        if (bytesWritten < total) await fh.write(Buffer.concat(pieces).subarray(bytesWritten));
+        if (durable) await fh.datasync();
+        const st = await fh.stat();
+        this.#indexIno = st.ino;
+      } finally {
+        await fh.close();
+      }
     }
     let at = this.#indexOffset;
     records.forEach((r, k) => {
@@ -787,37 +833,36 @@ export class Folder {
   async #syncLocked(scan = true): Promise<void> {
     const ctx = this.#ctx;
     // The directories' mtimes, taken before anything is read (see #lastScan).
-    const scanStart = Date.now();
-    const dirMtimes = await this.#dirMtimes();
+    const scanStart = this.#ctx.clock.now();
+    const probe = await this.#probe();
+    const dirMtimes = probe.cur !== null && probe.new !== null ? { cur: probe.cur.mtimeMs, new: probe.new.mtimeMs } : undefined;
     // Without a scan (a delivery): no listing started early (it is only needed if the uidlist or index changed).
     const lightOk = !scan && dirMtimes !== undefined && this.uidlist !== undefined;
-    // Directories changed too recently for any scan to be trusted: they will be listed, so the
-    // listing starts now and runs (in libuv's pool) while the index and uidlist are read.
-    // Likewise when no scan of this store can match and the checkpoint's (read from its header) does not.
+    // Directories not as the last scan left them (or it is due again, see #scanHolds): they will be
+    // listed, so the listing starts now and runs (in libuv's pool) while the index and uidlist are
+    // read. Likewise when no scan of this store can match and the checkpoint's (read from its header) does not.
     let early: Promise<[string[], string[]]> | undefined;
     const last0 = this.#lastScan;
-    let listNow = !lightOk && (dirMtimes === undefined || !this.#trustable(dirMtimes, scanStart) || (last0 !== undefined && (last0.cur !== dirMtimes.cur || last0.new !== dirMtimes.new)));
+    let listNow = !lightOk && (dirMtimes === undefined || (last0 !== undefined && !this.#scanHolds(last0, dirMtimes, scanStart)));
     if (!lightOk && !listNow && last0 === undefined && dirMtimes !== undefined) {
       const scan = await peekCheckpointScan(join(this.path, INDEX_CHECKPOINT));
-      listNow = scan === undefined || !scan.trusted || scan.cur !== dirMtimes.cur || scan.new !== dirMtimes.new;
+      listNow = scan === undefined || !this.#scanHolds(scan, dirMtimes, scanStart);
     }
     if (listNow) {
       early = Promise.all([this.#listDir('cur'), this.#listDir('new')]);
       early.catch(() => undefined);
     }
-    await this.#readKeywords();
-    const usable = await this.#refreshIndex();
+    await this.#readKeywords(probe.keywords);
+    const usable = await this.#refreshIndex(probe.log);
     // After the refresh: a checkpoint loaded by it brings the scan it was made from.
     const last = this.#lastScan;
     this.#lastScan = undefined;
     const refreshed = this.#refreshed;
-    const read = await this.#readUidlist(false);
+    const read = await this.#readUidlist(false, probe.uidlist);
     if (
       last !== undefined &&
       dirMtimes !== undefined &&
-      last.trusted &&
-      last.cur === dirMtimes.cur &&
-      last.new === dirMtimes.new &&
+      this.#scanHolds(last, dirMtimes, scanStart) &&
       read !== undefined &&
       read.records === undefined &&
       usable &&
@@ -1084,14 +1129,57 @@ export class Folder {
     }
   }
 
+  /**
+   * Whether a sync at `now` may skip listing cur/ and new/ because `last` (a
+   * scan, or this store's own renames) still holds, as Dovecot's maildir sync
+   * decides: the directories have its mtimes, and either they were old enough
+   * when it was made that no change can hide behind them (trusted), or they
+   * are still recent. A change by another program within the same mtime tick
+   * as the last one seen keeps the mtime, so a recent state is listed once
+   * more when it is no longer recent (Dovecot's delayed refresh, after
+   * MAILDIR_SYNC_SECS), which then makes it trusted. A burst of changes thus
+   * lists nothing; the first sync after it lists once.
+   */
+  #scanHolds(last: { cur: number; new: number; trusted: boolean }, mtimes: { cur: number; new: number }, now: number): boolean {
+    return last.cur === mtimes.cur && last.new === mtimes.new && (last.trusted || !this.#trustable(mtimes, now));
+  }
+
   /** True when directory mtimes are old enough, at a scan that began at `scanStart`, that no change can hide behind them. */
   #trustable(mtimes: { cur: number; new: number }, scanStart: number): boolean {
     const fine = mtimes.cur % 1000 !== 0 || mtimes.new % 1000 !== 0;
     return Math.max(mtimes.cur, mtimes.new) < scanStart - (fine ? MTIME_TRUST_FINE_MS : MTIME_TRUST_MS);
   }
 
+  /**
+   * What every sync looks at first: cur/ and new/, dovecot-keywords, the index log and
+   * dovecot-uidlist (null: missing), stat'ed at once — synchronously with readMode
+   * 'sync-batched' (a few microseconds each on a local file system, against a libuv round
+   * trip each), else in parallel through libuv. A sync with nothing changed reads no file.
+   */
+  async #probe(): Promise<SyncProbe> {
+    const paths = [join(this.path, 'cur'), join(this.path, 'new'), join(this.path, KEYWORDS), join(this.path, INDEX_LOG), join(this.path, UIDLIST)];
+    let got: (Stats | null)[];
+    if (this.#ctx.readMode === 'sync-batched') got = paths.map((p) => statSync(p, { throwIfNoEntry: false }) ?? null);
+    else {
+      got = await Promise.all(
+        paths.map((p) =>
+          stat(p).catch((error: unknown) => {
+            if (errno(error) === 'ENOENT') return null;
+            throw error;
+          }),
+        ),
+      );
+    }
+    return { cur: got[0]!, new: got[1]!, keywords: got[2]!, log: got[3]!, uidlist: got[4]! };
+  }
+
   /** mtimes of cur/ and new/ (undefined when one is missing: the scan reports that). */
   async #dirMtimes(): Promise<{ cur: number; new: number } | undefined> {
+    if (this.#ctx.readMode === 'sync-batched') {
+      const cur = statSync(join(this.path, 'cur'), { throwIfNoEntry: false });
+      const fresh = statSync(join(this.path, 'new'), { throwIfNoEntry: false });
+      return cur !== undefined && fresh !== undefined ? { cur: cur.mtimeMs, new: fresh.mtimeMs } : undefined;
+    }
     try {
       const [cur, fresh] = await Promise.all([stat(join(this.path, 'cur')), stat(join(this.path, 'new'))]);
       return { cur: cur.mtimeMs, new: fresh.mtimeMs };
@@ -1281,6 +1369,7 @@ export class Folder {
         protects: join(this.path, UIDLIST),
         staleTimeoutMs: this.#ctx.lockStaleTimeoutMs,
         timeoutMs: lockTimeoutMs,
+        sync: this.#ctx.readMode === 'sync-batched',
       });
       try {
         const usable = await this.#refreshIndex();
@@ -1909,6 +1998,8 @@ export class Folder {
   async registerKeywords(flags: readonly string[]): Promise<string[]> {
     const keywords = flags.filter(isKeyword);
     if (this.keywords.add(keywords)) {
+      // The table is ahead of the file until it is written: the next sync reads the file whatever happens.
+      this.#keywordsRead = undefined;
       await this.#writeKeywords();
       this.#keywordsChanged();
     }
@@ -2247,8 +2338,8 @@ export class Folder {
       }
     }
     const plan = new RenamePlan();
-    // The mtimes matter only when the last scan can be trusted (see #applyInfos).
-    const stat = this.#lastScan?.trusted === true;
+    // The mtimes matter only when there is a last scan they may match (see #applyInfos).
+    const stat = this.#lastScan !== undefined;
     if (second === undefined) {
       plan.stream((n, batch) => first.renameInfos(this.path, n === 0 ? { ...batch, stat } : batch), 0);
       return plan;
@@ -2271,10 +2362,10 @@ export class Folder {
   async #applyInfos(plan: RenamePlan, retarget?: (current: string) => string): Promise<MaildirMessage[]> {
     const { messages, targets, renamed } = plan;
     const count = messages.length;
-    // The directories as the last scan (trusted) left them, just before these renames: then the
-    // renames are the only change this folder knows of, and the mtimes they leave are recorded
-    // as that scan's (see #ownRenamesDone), so the next open need not list cur/ again. Taken by
-    // the first batch's worker, or here before this thread renames (or libuv does).
+    // The directories as the last scan left them, just before these renames: then the renames
+    // are the only change this folder knows of, and the mtimes they leave are recorded as that
+    // scan's (see #ownRenamesDone), so the next sync need not list cur/ again. Taken by the first
+    // batch's worker, or here before this thread renames (or libuv does).
     const races = this.#renameRaces;
     const last = this.#lastScan;
     let before = plan.before ?? false;
@@ -2319,7 +2410,7 @@ export class Folder {
         plan.batches.map((b, n) =>
           b.done.then(
             (r) => {
-              if (n === 0 && r.dirs !== undefined && last?.trusted === true) before = r.dirs.cur === last.cur && r.dirs.new === last.new;
+              if (n === 0 && r.dirs !== undefined && last !== undefined) before = r.dirs.cur === last.cur && r.dirs.new === last.new;
               const failed = new Map<number, string>();
               for (const f of r.failures) failed.set(f.index, f.code);
               const which = b.which;
@@ -2379,8 +2470,13 @@ export class Folder {
         const record = this.#flagsRecord(uids, olds, infos);
         await this.#appendIndex([record], undefined, record.t === 'F' && record.m === modSeq ? versions : undefined);
       }
-      this.#rebuildView();
       updated = uids.map((uid) => this.index.messages.get(uid)!);
+      // The view with the new versions (a flag change adds and removes none): a copy, not a rebuild from the index's map.
+      if (this.#view.length === this.index.messages.size) {
+        let ascending = true;
+        for (let k = 1; k < updated.length && ascending; k++) if (updated[k]!.uid <= updated[k - 1]!.uid) ascending = false;
+        this.#view = withVersions(this.#view, ascending ? updated : [...updated].sort((a, b) => a.uid - b.uid));
+      } else this.#rebuildView();
     }
     if (after !== undefined) this.#ownRenamesDone(await after);
     return updated;
@@ -2412,25 +2508,28 @@ export class Folder {
     return { modSeq, versions, view: ascending ? withVersions(this.#view, versions) : undefined, record: this.#flagsRecord(uids, olds, infos) };
   }
 
-  /** True when the last scan was trusted and cur/ and new/ still have its mtimes (under the lock, after a sync). */
+  /** True when cur/ and new/ still have the last scan's mtimes (under the lock, after a sync). */
   async #scanStillCurrent(): Promise<boolean> {
     const last = this.#lastScan;
-    if (last === undefined || !last.trusted) return false;
+    if (last === undefined) return false;
     const now = await this.#dirMtimes();
     return now !== undefined && now.cur === last.cur && now.new === last.new;
   }
 
   /**
    * After this store's own renames in cur/ (under the lock, every one done, none racing
-   * another program, from a trusted scan that was still current): the directories' new
-   * mtimes stand for the index as it is now, as Dovecot takes its own changes into its
-   * index header. A change another program made in cur/ during the renames (flags renamed
-   * by a client of another server) would hide behind them until cur/ changes again or a
-   * read of that file fails and finds it (the same as Dovecot).
+   * another program, from a scan that was still current): the directories' new mtimes
+   * stand for the index as it is now, as Dovecot takes its own changes into its index
+   * header. They are recent, so the state is not trusted (see #scanHolds): the syncs of a
+   * burst of changes skip the listing, and the first one after it lists cur/ once, which
+   * finds a change another program made in cur/ within the same mtime tick (flags renamed
+   * by a client of another server).
    */
   #ownRenamesDone(after: { cur: number; new: number } | undefined): void {
-    if (after === undefined) return;
-    this.#lastScan = { cur: after.cur, new: after.new, trusted: true };
+    const last = this.#lastScan;
+    if (after === undefined || last === undefined) return;
+    const unchanged = after.cur === last.cur && after.new === last.new;
+    this.#lastScan = { cur: after.cur, new: after.new, trusted: unchanged ? last.trusted : this.#trustable(after, this.#ctx.clock.now()) };
     this.#checkpointDirty = true;
   }
 
@@ -2539,19 +2638,33 @@ export class Folder {
     return this.#register(base, { dir: 'cur', name }, info, message.size, date, structure);
   }
 
-  /** Unseen, deleted, size counts of the current view. */
-  counts(): { messages: number; unseen: number; deleted: number; size: number } {
-    let unseen = 0;
-    let deleted = 0;
-    let size = 0;
-    for (const m of this.#view) {
-      // The info letters say it: S is \Seen, T is \Deleted.
-      if (!m.info.includes('S')) unseen++;
-      if (m.info.includes('T')) deleted++;
-      size += m.size;
-    }
-    return { messages: this.#view.length, unseen, deleted, size };
+}
+
+/** Unseen and deleted messages and the total size of a view. */
+export interface ViewCounts {
+  readonly unseen: number;
+  readonly deleted: number;
+  readonly size: number;
+}
+
+const countsByView = new WeakMap<readonly MaildirMessage[], ViewCounts>();
+
+/** The counts of a folder's view, made once per view array (never changed in place: a change makes a new one). */
+export function viewCounts(view: readonly MaildirMessage[]): ViewCounts {
+  let counts = countsByView.get(view);
+  if (counts !== undefined) return counts;
+  let unseen = 0;
+  let deleted = 0;
+  let size = 0;
+  for (const m of view) {
+    // The info letters say it: S is \Seen, T is \Deleted.
+    if (!m.info.includes('S')) unseen++;
+    if (m.info.includes('T')) deleted++;
+    size += m.size;
   }
+  counts = { unseen, deleted, size };
+  countsByView.set(view, counts);
+  return counts;
 }
 
 /** A file read ahead for its structure: its bytes, or its structure as JSON (and as the record to log, when the worker encoded it). */
@@ -2698,6 +2811,30 @@ class RenamePlan {
     this.#oddFrom = [];
     this.#which = [];
   }
+}
+
+/** What a sync stat'ed first (see Folder#probe); null: the file is missing. */
+interface SyncProbe {
+  readonly cur: Stats | null;
+  readonly new: Stats | null;
+  readonly keywords: Stats | null;
+  readonly log: Stats | null;
+  readonly uidlist: Stats | null;
+}
+
+/** Which version of a file was read: a rewrite (a new inode renamed in) or an append changes it. */
+interface FileIdentity {
+  readonly ino: number;
+  readonly size: number;
+  readonly mtimeMs: number;
+}
+
+function identityOf(st: Stats): FileIdentity {
+  return { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+}
+
+function sameFile(a: FileIdentity, st: Stats): boolean {
+  return a.ino === st.ino && a.size === st.size && a.mtimeMs === st.mtimeMs;
 }
 
 /** A STORE's index record and new message versions, made while its files are renamed. */

@@ -48,8 +48,8 @@ import type {
 import { HIERARCHY_DELIMITER } from '../types.js';
 import { acquireDotlock, writeThroughDotlock } from './dotlock.js';
 import { UniqueNames } from './filename.js';
-import { DEFAULT_READ_AHEAD_BYTES, DEFAULT_WHOLE_READ_BYTES, Folder, INDEX_LOG, makeFolderDirs } from './folder.js';
-import type { FolderContext } from './folder.js';
+import { DEFAULT_READ_AHEAD_BYTES, DEFAULT_WHOLE_READ_BYTES, Folder, INDEX_LOG, makeFolderDirs, viewCounts } from './folder.js';
+import type { FolderContext, ViewCounts } from './folder.js';
 import { FsWorker, mimeModulePath } from './fs-worker.js';
 import type { IndexRecord } from './index-log.js';
 import { decodeRecords, flagRecordUids } from './index-log.js';
@@ -766,9 +766,17 @@ function publishRecords(hub: ChangeHub, user: string, mailboxId: string, mailbox
   }
 }
 
-function folderStatus(f: Folder): MailboxStatus {
-  const c = f.counts();
-  return { id: f.id, name: f.name, uidValidity: f.uidValidity, uidNext: f.uidNext, highestModSeq: Math.max(1, f.index.highestModSeq), ...c };
+/**
+ * A folder's status as of now; `messages`: the handle's count, when it is
+ * not the folder's. Unseen, deleted and size are counted from the folder's
+ * view of this moment when first read (a loop over every message, not made
+ * for each flag change of a big mailbox that nobody asks the status of).
+ */
+function folderStatus(f: Folder, messages?: number): MailboxStatus {
+  const view = f.messages();
+  const status = { id: f.id, name: f.name, uidValidity: f.uidValidity, uidNext: f.uidNext, highestModSeq: Math.max(1, f.index.highestModSeq), messages: messages ?? view.length };
+  const counted = (key: keyof ViewCounts): PropertyDescriptor => ({ enumerable: true, get: () => viewCounts(view)[key] });
+  return Object.defineProperties(status, { unseen: counted('unseen'), deleted: counted('deleted'), size: counted('size') }) as MailboxStatus;
 }
 
 /**
@@ -1008,7 +1016,7 @@ class MaildirHandle implements MailboxHandle {
     } else if (result.updated.length > 0) {
       this.#view = withVersions(this.#view, result.updated);
     }
-    this.#status = { ...folderStatus(f), messages: this.#view.length };
+    this.#status = folderStatus(f, this.#view.length);
     return result;
   }
 
@@ -1043,7 +1051,7 @@ class MaildirHandle implements MailboxHandle {
       const removed = await src.locked(() => src.expungeUids(mapping.map(([s]) => s)));
       const gone = new Set(removed);
       this.#view = this.#view.filter((m) => !gone.has(m.uid));
-      this.#status = { ...folderStatus(src), messages: this.#view.length };
+      this.#status = folderStatus(src, this.#view.length);
     }
     return { uidValidity: dest.uidValidity, mapping };
   }
@@ -1055,7 +1063,7 @@ class MaildirHandle implements MailboxHandle {
     const removed = await f.locked(() => f.expungeUids(f.messages().filter((m) => isDeleted(m.flags) && (only === undefined || only.has(m.uid))).map((m) => m.uid)));
     const gone = new Set(removed);
     this.#view = this.#view.filter((m) => !gone.has(m.uid));
-    this.#status = { ...folderStatus(f), messages: this.#view.length };
+    this.#status = folderStatus(f, this.#view.length);
     return removed;
   }
 
