@@ -1,8 +1,9 @@
 // The fast paths added for large folders (bench/store) must agree with the general code.
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { createMaildirStore } from '../src/maildir/index.js';
 import { baseOfName, infoOfName, parseFilename, physicalSizeOfBase, sortInfo, virtualSizeOfBase } from '../src/maildir/filename.js';
 import { peekCheckpointScan } from '../src/maildir/checkpoint.js';
@@ -22,6 +23,41 @@ async function emptyMaildir(): Promise<{ root: string; maildir: string }> {
 }
 
 describe('Maildir fast paths', () => {
+  it.each(['sync-batched', 'worker'] as const)('a change with nothing else changed opens none of the uidlist, the keywords or the index log to read them (readMode %s)', async (readMode) => {
+    const { root, maildir } = await emptyMaildir();
+    const fsp = createRequire(import.meta.url)('node:fs/promises') as Record<'open' | 'readFile', (...args: unknown[]) => Promise<unknown>>;
+    const opens = vi.spyOn(fsp, 'open');
+    const reads = vi.spyOn(fsp, 'readFile');
+    syncBuiltinESMExports();
+    try {
+      const store = createMaildirStore({ root, fsync: false, readMode });
+      for (let i = 0; i < 3; i++) await store.deliver({ user: 'tim', body: Buffer.from(`Subject: ${i}\r\n\r\nbody\r\n`) });
+      const h = await (await store.user('tim')).open('INBOX');
+      await h.setFlags([1], { mode: 'add', flags: ['$Work'] }); // dovecot-keywords written: the next sync reads it once
+      await h.setFlags([2], { mode: 'add', flags: ['\\Seen'] });
+      opens.mockClear();
+      reads.mockClear();
+      await h.setFlags([3], { mode: 'add', flags: ['\\Flagged'] });
+      const touched = [...opens.mock.calls, ...reads.mock.calls].map((c) => String(c[0]).slice(maildir.length + 1));
+      // The flag change itself appends to the log (through fs/promises with readMode 'worker'); nothing is read.
+      expect(touched.filter((p) => ['dovecot-uidlist', 'dovecot-keywords'].includes(p))).toEqual([]);
+      expect(opens.mock.calls.filter((c) => String(c[0]).endsWith('pigeonpost-index.log') && c[1] !== 'a')).toEqual([]);
+      expect(h.messages().map((m) => [...m.flags].sort())).toEqual([['$Work'], ['\\Seen'], ['\\Flagged']]);
+      // A change by another program (a keyword file rewritten) is still read at the next sync.
+      await writeFile(join(maildir, 'dovecot-keywords'), '0 $Work\n1 $Home\n');
+      reads.mockClear();
+      await h.sync();
+      expect(reads.mock.calls.map((c) => String(c[0]).slice(maildir.length + 1))).toContain('dovecot-keywords');
+      await h.close();
+      await store.close();
+    } finally {
+      opens.mockRestore();
+      reads.mockRestore();
+      syncBuiltinESMExports();
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   it('baseOfName and infoOfName agree with parseFilename', () => {
     const names = [
       '1700000000.M1P1.host',

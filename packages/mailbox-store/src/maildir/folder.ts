@@ -27,7 +27,7 @@ import type { FlagChangeMode, MessageSource } from '../types.js';
 import { CHECKPOINT_VERSION, decodeCheckpoint, encodeCheckpoint, LOG_TAIL_CHECK, peekCheckpointScan } from './checkpoint.js';
 import { acquireDotlock, writeThroughDotlock } from './dotlock.js';
 import type { Dotlock } from './dotlock.js';
-import { baseOfName, curName, infoOfName, LETTER_OF_FLAG, parseFilename, physicalSizeOfBase, sortInfo, splitInfo, virtualSizeOfBase, withSizes } from './filename.js';
+import { baseOfName, curName, INFO_PREFIX, infoOfName, LETTER_OF_FLAG, parseFilename, physicalSizeOfBase, sortInfo, splitInfo, virtualSizeOfBase, withSizes } from './filename.js';
 import type { UniqueNames } from './filename.js';
 import type { FsFailure, FsWorker, RenameJob } from './fs-worker.js';
 import type { MaildirReadMode } from './store.js';
@@ -892,6 +892,33 @@ export class Folder {
       this.uidlist = read.list;
       return;
     }
+    if (
+      dirMtimes !== undefined &&
+      read !== undefined &&
+      read.records === undefined &&
+      usable &&
+      refreshed.applied === 0 &&
+      (!refreshed.reset || refreshed.fromCheckpoint) &&
+      this.index.uidValidity === read.list.uidValidity
+    ) {
+      // The index and the uidlist are as they were, only the directories are to be listed (their
+      // mtimes changed, or a recent state is due again: Dovecot's delayed refresh). When cur/ holds
+      // exactly the names the index expects and new/ nothing, nothing changed: no map of the names,
+      // no message looked at one by one (see namesDigest).
+      early ??= Promise.all([this.#listDir('cur'), this.#listDir('new')]);
+      // Made while libuv lists the directories.
+      const expected = this.#expectedDigest();
+      const [curNames, newNames] = await early;
+      if (expected !== undefined && newNames.length === 0 && curNames.length === expected.n) {
+        if (sameDigest(expected, namesDigest(curNames))) {
+          this.uidlist = read.list;
+          if (refreshed.reset) this.#rebuildView();
+          this.#lastScan = { ...dirMtimes, trusted: this.#trustable(dirMtimes, scanStart) };
+          if (this.#lastScan.trusted) this.#checkpointDirty = true;
+          return;
+        }
+      }
+    }
     let uidlistChanged = false;
     let list: Uidlist;
     let records: UidlistRecord[] | undefined;
@@ -1171,6 +1198,25 @@ export class Folder {
       );
     }
     return { cur: got[0]!, new: got[1]!, keywords: got[2]!, log: got[3]!, uidlist: got[4]! };
+  }
+
+  /** The digest of the names the index expects in cur/ (undefined when one is expected in new/). */
+  #expectedDigest(): NamesDigest | undefined {
+    const d: NamesDigest = { a: 0, b: 0, n: 0 };
+    for (const m of this.index.messages.values()) {
+      const f = m.file;
+      if (f === undefined) {
+        hashStart();
+        hashFeed(m.base);
+        hashFeed(INFO_PREFIX);
+        hashFeed(m.info);
+      } else if (f.startsWith('cur/')) {
+        hashStart();
+        hashFeed(f.slice(4));
+      } else return undefined;
+      digestAdd(d);
+    }
+    return d;
   }
 
   /** mtimes of cur/ and new/ (undefined when one is missing: the scan reports that). */
@@ -2811,6 +2857,62 @@ class RenamePlan {
     this.#oddFrom = [];
     this.#which = [];
   }
+}
+
+/**
+ * An order-free digest of a set of file names: per name two 32-bit hashes
+ * (FNV-1a, and a second multiply-xorshift one), each summed modulo 2^32, and
+ * the count. A sync that must list cur/ compares the listing's digest with
+ * the one of the names its index expects: equal, the directory holds what the
+ * index says (a change to any name, whose base is unique, moves both sums; the
+ * chance that it moves neither is about 2^-64), and the listing needs no map
+ * of 100k names nor a look at each message. Different, the full scan runs.
+ */
+interface NamesDigest {
+  a: number;
+  b: number;
+  n: number;
+}
+
+let hash1 = 0;
+let hash2 = 0;
+
+function hashStart(): void {
+  hash1 = 0x811c9dc5;
+  hash2 = 0x9747b28c;
+}
+
+function hashFeed(s: string): void {
+  let h1 = hash1;
+  let h2 = hash2;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 0x01000193);
+    h2 = Math.imul(h2 ^ c, 0x5bd1e995);
+    h2 ^= h2 >>> 15;
+  }
+  hash1 = h1;
+  hash2 = h2;
+}
+
+function digestAdd(d: NamesDigest): void {
+  d.a = (d.a + (hash1 >>> 0)) >>> 0;
+  d.b = (d.b + (hash2 >>> 0)) >>> 0;
+  d.n++;
+}
+
+function namesDigest(names: readonly string[]): NamesDigest {
+  const d: NamesDigest = { a: 0, b: 0, n: 0 };
+  for (const name of names) {
+    hashStart();
+    hashFeed(name);
+    digestAdd(d);
+  }
+  return d;
+}
+
+function sameDigest(x: NamesDigest, y: NamesDigest): boolean {
+  return x.a === y.a && x.b === y.b && x.n === y.n;
 }
 
 /** What a sync stat'ed first (see Folder#probe); null: the file is missing. */
