@@ -63,11 +63,11 @@ describe('maildir backend behaviour', () => {
     await unlink(lockPath);
   });
 
-  it('a lock held in this process is waited for, not overridden', async () => {
+  it.each([false, true])('a lock held in this process is waited for, not overridden (synchronous calls: %s)', async (sync) => {
     const path = join(root, 'x.lock');
-    const first = await acquireDotlock(path, { clock: systemClock, staleTimeoutMs: 120_000, timeoutMs: 1000 });
+    const first = await acquireDotlock(path, { clock: systemClock, staleTimeoutMs: 120_000, timeoutMs: 1000, sync });
     let second = false;
-    const p = acquireDotlock(path, { clock: systemClock, staleTimeoutMs: 120_000, timeoutMs: 5000 }).then((l) => {
+    const p = acquireDotlock(path, { clock: systemClock, staleTimeoutMs: 120_000, timeoutMs: 5000, sync }).then((l) => {
       second = true;
       return l;
     });
@@ -78,17 +78,17 @@ describe('maildir backend behaviour', () => {
     expect(second).toBe(true);
   });
 
-  it('a lock overridden by another process (judged stale) is left alone by release() and never replaces its target', async () => {
+  it.each([false, true])('a lock overridden by another process (judged stale) is left alone by release() and never replaces its target (synchronous calls: %s)', async (sync) => {
     const path = join(root, 'y.lock');
     const target = join(root, 'y');
     await writeFile(target, 'old content');
-    const ours = await acquireDotlock(path, { clock: systemClock, staleTimeoutMs: 120_000, timeoutMs: 1000 });
+    const ours = await acquireDotlock(path, { clock: systemClock, staleTimeoutMs: 120_000, timeoutMs: 1000, sync });
     // Another process found ours stale, removed it and took the lock (a new file: another inode).
     await unlink(path);
     await writeFile(path, '4242:other.host.example');
     await ours.release();
     expect(await readFile(path, 'utf8')).toBe('4242:other.host.example');
-    const again = await acquireDotlock(path, { clock: systemClock, staleTimeoutMs: 0, timeoutMs: 1000 });
+    const again = await acquireDotlock(path, { clock: systemClock, staleTimeoutMs: 0, timeoutMs: 1000, sync });
     await writeFile(path, 'new content');
     await unlink(path);
     await writeFile(path, '4343:third.host.example');
@@ -97,7 +97,7 @@ describe('maildir backend behaviour', () => {
     expect(await readFile(path, 'utf8')).toBe('4343:third.host.example');
     await unlink(path);
     // Our own lock, untouched by anyone: released (removed) as always.
-    const mine = await acquireDotlock(path, { clock: systemClock, staleTimeoutMs: 120_000, timeoutMs: 1000 });
+    const mine = await acquireDotlock(path, { clock: systemClock, staleTimeoutMs: 120_000, timeoutMs: 1000, sync });
     await mine.release();
     await expect(readFile(path)).rejects.toMatchObject({ code: 'ENOENT' });
   });
