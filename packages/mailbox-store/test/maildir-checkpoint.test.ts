@@ -186,6 +186,26 @@ describe('Maildir index checkpoint', () => {
     expect(seen.highestModSeq).toBeGreaterThan(again.highestModSeq);
   });
 
+  it('lists a recent new/ at every sync: a message delivered there within the same mtime tick is seen at once', async () => {
+    // Both directories changed "just now" (whole milliseconds, so they can be put back exactly); the store's clock stands still 10 ms later.
+    const t = Math.floor(Date.now() / 1000) * 1000 - 5000 + 123;
+    const at = new Date(t);
+    for (const d of ['cur', 'new']) await utimes(join(maildir, d), at, at);
+    const store = createMaildirStore({ root, fsync: false, clock: { ...systemClock, now: () => t + 10 } });
+    try {
+      const h = await (await store.user('tim')).open('INBOX');
+      expect(h.messages().length).toBe(N);
+      // Another program delivers into new/ within the same tick: new/ keeps its mtime.
+      await writeFile(join(maildir, 'new', '1800000000.M9P9.mx'), 'Subject: late\n\nhi\n');
+      for (const d of ['cur', 'new']) await utimes(join(maildir, d), at, at);
+      const changes = await h.sync();
+      expect(changes.added.map((m) => m.uid)).toEqual([N + 1]);
+      await h.close();
+    } finally {
+      await store.close();
+    }
+  });
+
   it('reads only the ends of a big dovecot-uidlist it knows, and appends to it correctly after', async () => {
     // Enough messages for a uidlist of more than 16 KiB.
     const more = 600;

@@ -1160,15 +1160,22 @@ export class Folder {
    * Whether a sync at `now` may skip listing cur/ and new/ because `last` (a
    * scan, or this store's own renames) still holds, as Dovecot's maildir sync
    * decides: the directories have its mtimes, and either they were old enough
-   * when it was made that no change can hide behind them (trusted), or they
-   * are still recent. A change by another program within the same mtime tick
-   * as the last one seen keeps the mtime, so a recent state is listed once
-   * more when it is no longer recent (Dovecot's delayed refresh, after
-   * MAILDIR_SYNC_SECS), which then makes it trusted. A burst of changes thus
-   * lists nothing; the first sync after it lists once.
+   * when it was made that no change can hide behind them (trusted), or cur/
+   * is still recent and new/ is not. A change by another program within the
+   * same mtime tick as the last one seen keeps the mtime, so a recent state
+   * is listed once more when it is no longer recent (Dovecot's delayed
+   * refresh, after MAILDIR_SYNC_SECS), which then makes it trusted. A burst
+   * of changes in cur/ thus lists nothing; the first sync after it lists once.
    */
   #scanHolds(last: { cur: number; new: number; trusted: boolean }, mtimes: { cur: number; new: number }, now: number): boolean {
-    return last.cur === mtimes.cur && last.new === mtimes.new && (last.trusted || !this.#trustable(mtimes, now));
+    if (last.cur !== mtimes.cur || last.new !== mtimes.new) return false;
+    if (last.trusted) return true;
+    // Not trusted: skipped only while cur/ is recent (a burst of changes there) and new/ is not —
+    // a recent new/ is always listed, as Dovecot does, so a message delivered into it within the
+    // same mtime tick is seen by the next session rather than after the delayed refresh.
+    const fine = mtimes.cur % 1000 !== 0 || mtimes.new % 1000 !== 0;
+    const since = now - (fine ? MTIME_TRUST_FINE_MS : MTIME_TRUST_MS);
+    return mtimes.cur >= since && mtimes.new < since;
   }
 
   /** True when directory mtimes are old enough, at a scan that began at `scanStart`, that no change can hide behind them. */
