@@ -859,17 +859,15 @@ export class Folder {
     this.#lastScan = undefined;
     const refreshed = this.#refreshed;
     const read = await this.#readUidlist(false, probe.uidlist);
-    if (
-      last !== undefined &&
-      dirMtimes !== undefined &&
-      this.#scanHolds(last, dirMtimes, scanStart) &&
+    // The index and dovecot-uidlist are as the last scan left them (this store's, or the checkpoint's).
+    const unchanged =
       read !== undefined &&
       read.records === undefined &&
       usable &&
       refreshed.applied === 0 &&
       (!refreshed.reset || refreshed.fromCheckpoint) &&
-      this.index.uidValidity === read.list.uidValidity
-    ) {
+      this.index.uidValidity === read.list.uidValidity;
+    if (unchanged && last !== undefined && dirMtimes !== undefined && this.#scanHolds(last, dirMtimes, scanStart)) {
       // Nothing in cur/ or new/, the index or dovecot-uidlist changed since the last scan
       // (this store's, or the one the checkpoint was made from).
       this.#lastScan = last;
@@ -892,15 +890,7 @@ export class Folder {
       this.uidlist = read.list;
       return;
     }
-    if (
-      dirMtimes !== undefined &&
-      read !== undefined &&
-      read.records === undefined &&
-      usable &&
-      refreshed.applied === 0 &&
-      (!refreshed.reset || refreshed.fromCheckpoint) &&
-      this.index.uidValidity === read.list.uidValidity
-    ) {
+    if (unchanged && dirMtimes !== undefined) {
       // The index and the uidlist are as they were, only the directories are to be listed (their
       // mtimes changed, or a recent state is due again: Dovecot's delayed refresh). When cur/ holds
       // exactly the names the index expects and new/ nothing, nothing changed: no map of the names,
