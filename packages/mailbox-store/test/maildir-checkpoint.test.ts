@@ -186,6 +186,34 @@ describe('Maildir index checkpoint', () => {
     expect(seen.highestModSeq).toBeGreaterThan(again.highestModSeq);
   });
 
+  it('lists a recent cur/ once in the background when it is no longer recent, so the next change lists nothing', async () => {
+    const old = new Date(Date.UTC(2024, 0, 1));
+    for (const d of ['cur', 'new']) await utimes(join(maildir, d), old, old);
+    const fsp = createRequire(import.meta.url)('node:fs/promises') as { readdir: (...args: unknown[]) => Promise<unknown> };
+    const readdirs = vi.spyOn(fsp, 'readdir');
+    syncBuiltinESMExports();
+    const curListings = (): number => readdirs.mock.calls.filter((c) => String(c[0]) === join(maildir, 'cur')).length;
+    const store = createMaildirStore({ root, fsync: false });
+    try {
+      const h = await (await store.user('tim')).open('INBOX');
+      await h.setFlags([1], { mode: 'add', flags: ['\\Flagged'] });
+      readdirs.mockClear();
+      // cur/ is recent now: listed once by the store itself, ~300 ms later, with nobody asking.
+      const deadline = Date.now() + 5000;
+      while (curListings() === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      expect(curListings()).toBe(1);
+      // Trusted from then on: the next change does not list it.
+      await h.setFlags([2], { mode: 'add', flags: ['\\Flagged'] });
+      expect(curListings()).toBe(1);
+      expect(h.messages().filter((m) => m.flags.includes('\\Flagged')).map((m) => m.uid)).toEqual([1, 2]);
+      await h.close();
+    } finally {
+      await store.close();
+      readdirs.mockRestore();
+      syncBuiltinESMExports();
+    }
+  });
+
   it('lists a recent new/ at every sync: a message delivered there within the same mtime tick is seen at once', async () => {
     // Both directories changed "just now" (whole milliseconds, so they can be put back exactly); the store's clock stands still 10 ms later.
     const t = Math.floor(Date.now() / 1000) * 1000 - 5000 + 123;

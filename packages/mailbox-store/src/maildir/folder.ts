@@ -125,6 +125,8 @@ const STRUCTURE_LOG_WINDOW = 1024 * 1024;
  */
 const MTIME_TRUST_MS = 2000;
 const MTIME_TRUST_FINE_MS = 250;
+/** The background delayed refresh runs this long after the window (see Folder#scheduleRefresh). */
+const REFRESH_SLACK_MS = 50;
 
 export interface FolderContext {
   readonly clock: Clock;
@@ -269,6 +271,8 @@ export class Folder {
   #extensions: Map<number, readonly string[]> | undefined = new Map();
   /** The last full scan of cur/ and new/: their mtimes, and whether they are old enough to trust (see #syncLocked). */
   #lastScan: { cur: number; new: number; trusted: boolean } | undefined;
+  /** The background delayed refresh of a recent scan (see #scheduleRefresh), while one is due. */
+  #refreshTimer: ReturnType<typeof setTimeout> | undefined;
   /** Renames that found their file gone (another program moved it): counted, so a STORE knows it raced one. */
   #renameRaces = 0;
   readonly #pendingCommits: PendingCommit[] = [];
@@ -905,6 +909,7 @@ export class Folder {
           if (refreshed.reset) this.#rebuildView();
           this.#lastScan = { ...dirMtimes, trusted: this.#trustable(dirMtimes, scanStart) };
           if (this.#lastScan.trusted) this.#checkpointDirty = true;
+          else this.#scheduleRefresh();
           return;
         }
       }
@@ -1143,7 +1148,36 @@ export class Folder {
       this.#lastScan = { ...dirMtimes, trusted: this.#trustable(dirMtimes, scanStart) };
       // A scan the next store could skip: worth a checkpoint when the store closes.
       if (this.#lastScan.trusted) this.#checkpointDirty = true;
+      else this.#scheduleRefresh();
     }
+  }
+
+  /**
+   * A recent state (see #scanHolds) must be listed once more when it is no
+   * longer recent. Dovecot does that at its next sync after MAILDIR_SYNC_SECS;
+   * this store does it in the background once the window has passed (a sync
+   * through the folder's queue, like any operation), so the next operation
+   * finds the state trusted instead of listing cur/ itself (100k names:
+   * ~70–100 ms). One timer per folder, unreferenced, cleared on close; a
+   * store whose clock says the state is still recent then (a test's clock)
+   * skips the listing and schedules nothing more.
+   */
+  #scheduleRefresh(): void {
+    const last = this.#lastScan;
+    if (last === undefined || last.trusted || this.#closed || this.#refreshTimer !== undefined) return;
+    const fine = last.cur % 1000 !== 0 || last.new % 1000 !== 0;
+    const window = fine ? MTIME_TRUST_FINE_MS : MTIME_TRUST_MS;
+    // Against this machine's clock (the mtimes are the file system's), bounded.
+    const due = Math.min(Math.max(0, Math.max(last.cur, last.new) + window - Date.now()), window) + REFRESH_SLACK_MS;
+    this.#refreshTimer = setTimeout(() => {
+      this.#refreshTimer = undefined;
+      const now = this.#lastScan;
+      if (this.#closed || now === undefined || now.trusted) return;
+      this.sync().catch((error: unknown) => {
+        if (!this.#closed) this.#ctx.logger.warn({ path: this.path, error: String(error) }, 'background refresh of a Maildir folder failed');
+      });
+    }, due);
+    this.#refreshTimer.unref();
   }
 
   /**
@@ -1358,6 +1392,8 @@ export class Folder {
     this.#queue = this.#queue.then(run, run).catch(() => undefined);
     await this.#queue;
     this.#closed = true;
+    if (this.#refreshTimer !== undefined) clearTimeout(this.#refreshTimer);
+    this.#refreshTimer = undefined;
     await this.#checkpointWrite;
   }
 
@@ -2574,6 +2610,7 @@ export class Folder {
     const unchanged = after.cur === last.cur && after.new === last.new;
     this.#lastScan = { cur: after.cur, new: after.new, trusted: unchanged ? last.trusted : this.#trustable(after, this.#ctx.clock.now()) };
     this.#checkpointDirty = true;
+    this.#scheduleRefresh();
   }
 
   /** One flags record: the delta form when the same letters were added and removed on every message (UID order), explicit otherwise. */
