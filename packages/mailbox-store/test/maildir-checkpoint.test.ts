@@ -207,6 +207,23 @@ describe('Maildir index checkpoint', () => {
       expect(curListings()).toBe(1);
       expect(h.messages().filter((m) => m.flags.includes('\\Flagged')).map((m) => m.uid)).toEqual([1, 2]);
       await h.close();
+      await store.close();
+      // A store that opens the folder while cur/ is still recent (the state from the checkpoint,
+      // not listed now) lists it in the background too, once the window has passed. Its clock
+      // starts at cur/'s mtime (however long this took), then runs.
+      readdirs.mockClear();
+      const lag = Date.now() - (await stat(join(maildir, 'cur'))).mtimeMs;
+      const next = createMaildirStore({ root, fsync: false, clock: { ...systemClock, now: () => Date.now() - lag } });
+      try {
+        const h2 = await (await next.user('tim')).open('INBOX');
+        expect(curListings()).toBe(0);
+        const until = Date.now() + 5000;
+        while (curListings() === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 25));
+        expect(curListings()).toBe(1);
+        await h2.close();
+      } finally {
+        await next.close();
+      }
     } finally {
       await store.close();
       readdirs.mockRestore();

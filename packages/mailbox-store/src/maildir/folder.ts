@@ -271,8 +271,9 @@ export class Folder {
   #extensions: Map<number, readonly string[]> | undefined = new Map();
   /** The last full scan of cur/ and new/: their mtimes, and whether they are old enough to trust (see #syncLocked). */
   #lastScan: { cur: number; new: number; trusted: boolean } | undefined;
-  /** The background delayed refresh of a recent scan (see #scheduleRefresh), while one is due. */
+  /** The background delayed refresh of a recent scan (see #scheduleRefresh), while one is due, and the state it was for. */
   #refreshTimer: ReturnType<typeof setTimeout> | undefined;
+  #refreshFor: object | undefined;
   /** Renames that found their file gone (another program moved it): counted, so a STORE knows it raced one. */
   #renameRaces = 0;
   readonly #pendingCommits: PendingCommit[] = [];
@@ -877,6 +878,7 @@ export class Folder {
       this.#lastScan = last;
       this.uidlist = read.list;
       if (refreshed.reset) this.#rebuildView();
+      if (!last.trusted) this.#scheduleRefresh();
       return;
     }
     if (
@@ -1158,17 +1160,18 @@ export class Folder {
    * this store does it in the background once the window has passed (a sync
    * through the folder's queue, like any operation), so the next operation
    * finds the state trusted instead of listing cur/ itself (100k names:
-   * ~70–100 ms). One timer per folder, unreferenced, cleared on close; a
-   * store whose clock says the state is still recent then (a test's clock)
-   * skips the listing and schedules nothing more.
+   * ~70–100 ms). One timer per folder, unreferenced, cleared on close, and
+   * one per state: a store whose clock says the state is still recent then
+   * (a test's clock) skips the listing and schedules nothing more for it.
    */
   #scheduleRefresh(): void {
     const last = this.#lastScan;
-    if (last === undefined || last.trusted || this.#closed || this.#refreshTimer !== undefined) return;
+    if (last === undefined || last.trusted || this.#closed || this.#refreshTimer !== undefined || this.#refreshFor === last) return;
+    this.#refreshFor = last;
     const fine = last.cur % 1000 !== 0 || last.new % 1000 !== 0;
     const window = fine ? MTIME_TRUST_FINE_MS : MTIME_TRUST_MS;
-    // Against this machine's clock (the mtimes are the file system's), bounded.
-    const due = Math.min(Math.max(0, Math.max(last.cur, last.new) + window - Date.now()), window) + REFRESH_SLACK_MS;
+    // By the store's clock, as #scanHolds judges it; at most one window from now.
+    const due = Math.min(Math.max(0, Math.max(last.cur, last.new) + window - this.#ctx.clock.now()), window) + REFRESH_SLACK_MS;
     this.#refreshTimer = setTimeout(() => {
       this.#refreshTimer = undefined;
       const now = this.#lastScan;
