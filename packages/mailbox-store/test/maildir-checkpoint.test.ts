@@ -186,7 +186,7 @@ describe('Maildir index checkpoint', () => {
     expect(seen.highestModSeq).toBeGreaterThan(again.highestModSeq);
   });
 
-  it('lists a recent cur/ once in the background when it is no longer recent, so the next change lists nothing', async () => {
+  it('lists a recent cur/ once in the background when it is no longer recent and the folder is quiet, so the next change lists nothing', async () => {
     const old = new Date(Date.UTC(2024, 0, 1));
     for (const d of ['cur', 'new']) await utimes(join(maildir, d), old, old);
     const fsp = createRequire(import.meta.url)('node:fs/promises') as { readdir: (...args: unknown[]) => Promise<unknown> };
@@ -198,7 +198,14 @@ describe('Maildir index checkpoint', () => {
       const h = await (await store.user('tim')).open('INBOX');
       await h.setFlags([1], { mode: 'add', flags: ['\\Flagged'] });
       readdirs.mockClear();
-      // cur/ is recent now: listed once by the store itself, ~300 ms later, with nobody asking.
+      // cur/ is recent now: listed once by the store itself once the window has passed and the
+      // folder is quiet — not while it is being read (here for 700 ms, past the 250 ms window).
+      const busyUntil = Date.now() + 700;
+      for (let uid = 1; Date.now() < busyUntil; uid = (uid % N) + 1) {
+        await h.bodyStructure(uid);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      expect(curListings()).toBe(0);
       const deadline = Date.now() + 5000;
       while (curListings() === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
       expect(curListings()).toBe(1);

@@ -125,8 +125,9 @@ const STRUCTURE_LOG_WINDOW = 1024 * 1024;
  */
 const MTIME_TRUST_MS = 2000;
 const MTIME_TRUST_FINE_MS = 250;
-/** The background delayed refresh runs this long after the window (see Folder#scheduleRefresh). */
+/** The background delayed refresh runs this long after the window, once the folder was not used for REFRESH_IDLE_MS (see Folder#scheduleRefresh). */
 const REFRESH_SLACK_MS = 50;
+const REFRESH_IDLE_MS = 200;
 
 export interface FolderContext {
   readonly clock: Clock;
@@ -274,6 +275,8 @@ export class Folder {
   /** The background delayed refresh of a recent scan (see #scheduleRefresh), while one is due, and the state it was for. */
   #refreshTimer: ReturnType<typeof setTimeout> | undefined;
   #refreshFor: object | undefined;
+  /** When the folder was last used (a change, a sync, a read): the background refresh waits for a quiet moment. */
+  #lastUse = 0;
   /** Renames that found their file gone (another program moved it): counted, so a STORE knows it raced one. */
   #renameRaces = 0;
   readonly #pendingCommits: PendingCommit[] = [];
@@ -344,6 +347,7 @@ export class Folder {
    * other change), as Dovecot's LMTP leaves them to the next session.
    */
   locked<T>(fn: (lock: Dotlock) => Promise<T>, options: { readonly scan?: boolean } = {}): Promise<T> {
+    this.#lastUse = Date.now();
     const scan = options.scan ?? true;
     const run = async (): Promise<T> => {
       const lock = await acquireDotlock(join(this.path, `${UIDLIST}.lock`), {
@@ -1160,7 +1164,10 @@ export class Folder {
    * this store does it in the background once the window has passed (a sync
    * through the folder's queue, like any operation), so the next operation
    * finds the state trusted instead of listing cur/ itself (100k names:
-   * ~70–100 ms). One timer per folder, unreferenced, cleared on close, and
+   * ~70–100 ms). It waits for a quiet moment (nothing asked of the folder for
+   * REFRESH_IDLE_MS: a FETCH walking the folder is not slowed by it); an
+   * operation that comes first does the listing in its own sync instead, as
+   * Dovecot's does. One timer per folder, unreferenced, cleared on close, and
    * one per state: a store whose clock says the state is still recent then
    * (a test's clock) skips the listing and schedules nothing more for it.
    */
@@ -1172,14 +1179,21 @@ export class Folder {
     const window = fine ? MTIME_TRUST_FINE_MS : MTIME_TRUST_MS;
     // By the store's clock, as #scanHolds judges it; at most one window from now.
     const due = Math.min(Math.max(0, Math.max(last.cur, last.new) + window - this.#ctx.clock.now()), window) + REFRESH_SLACK_MS;
-    this.#refreshTimer = setTimeout(() => {
+    const fire = (): void => {
       this.#refreshTimer = undefined;
       const now = this.#lastScan;
       if (this.#closed || now === undefined || now.trusted) return;
+      const quietFor = Date.now() - this.#lastUse;
+      if (quietFor < REFRESH_IDLE_MS) {
+        this.#refreshTimer = setTimeout(fire, REFRESH_IDLE_MS - quietFor);
+        this.#refreshTimer.unref();
+        return;
+      }
       this.sync().catch((error: unknown) => {
         if (!this.#closed) this.#ctx.logger.warn({ path: this.path, error: String(error) }, 'background refresh of a Maildir folder failed');
       });
-    }, due);
+    };
+    this.#refreshTimer = setTimeout(fire, due);
     this.#refreshTimer.unref();
   }
 
@@ -1610,6 +1624,7 @@ export class Folder {
 
   /** The structure cached in the index (computed now if it is missing). */
   async structure(uid: number): Promise<MessageStructure> {
+    this.#lastUse = Date.now();
     const m = this.index.messages.get(uid);
     if (m === undefined) throw new StoreError('ERR_STORE_NO_SUCH_MESSAGE', `message ${uid} has been expunged`);
     if (m.structure !== undefined) return m.structure;
@@ -1636,6 +1651,7 @@ export class Folder {
    * no formatting), formatted from the structure otherwise.
    */
   async bodyStructure(uid: number): Promise<string> {
+    this.#lastUse = Date.now();
     const m = this.index.messages.get(uid);
     if (m === undefined) throw new StoreError('ERR_STORE_NO_SUCH_MESSAGE', `message ${uid} has been expunged`);
     if (m.structure === undefined) {
@@ -1813,6 +1829,7 @@ export class Folder {
    * when one is not in the folder.
    */
   async internalDates(uids: readonly number[]): Promise<number[]> {
+    this.#lastUse = Date.now();
     const out = new Array<number>(uids.length);
     const missing: { k: number; m: MaildirMessage }[] = [];
     uids.forEach((uid, k) => {
@@ -1852,6 +1869,7 @@ export class Folder {
    * when another process renamed it; ERR_STORE_NO_SUCH_MESSAGE when it is gone.
    */
   async *readFile(uid: number, range?: { start: number; end: number }): AsyncGenerator<Uint8Array> {
+    this.#lastUse = Date.now();
     const m = this.index.messages.get(uid);
     if (m === undefined) throw new StoreError('ERR_STORE_NO_SUCH_MESSAGE', `message ${uid} has been expunged`);
     const physical = physicalSizeOfBase(m.base);
