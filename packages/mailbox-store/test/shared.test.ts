@@ -16,6 +16,7 @@ import {
   topOfMessage,
 } from '../src/index.js';
 import type { StoreChange } from '../src/index.js';
+import { withVersions } from '../src/flags.js';
 
 /** Split `data` at the given cut points. */
 function split(data: Uint8Array, cuts: readonly number[]): Uint8Array[] {
@@ -216,5 +217,21 @@ describe('structure', () => {
     await expect(cache.get('x', () => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
     await Promise.resolve();
     expect(await cache.get('x', compute)).toMatchObject({ size: 8 });
+  });
+});
+
+describe('withVersions', () => {
+  const view = Array.from({ length: 1000 }, (_, i) => ({ uid: 2 * i + 1, v: 0 }));
+  it.each([
+    ['a few (copied, each found by halving)', [1, 77, 1999]],
+    ['many (merged)', Array.from({ length: 150 }, (_, i) => 4 * i + 1)],
+  ])('puts the new versions in place and leaves the rest: %s', (_, uids) => {
+    // Versions of messages the view holds, and of some it does not (even UIDs): those stay out.
+    const updated = [...uids.map((uid) => ({ uid, v: 1 })), { uid: 100, v: 1 }, { uid: 2000, v: 1 }, { uid: 3000, v: 1 }].sort((a, b) => a.uid - b.uid);
+    const out = withVersions(view, updated);
+    expect(out.length).toBe(view.length);
+    expect(out.map((m) => m.uid)).toEqual(view.map((m) => m.uid));
+    expect(out.filter((m) => m.v === 1).map((m) => m.uid)).toEqual(uids);
+    expect(view.every((m) => m.v === 0)).toBe(true);
   });
 });
