@@ -277,6 +277,8 @@ export class Folder {
   #refreshFor: object | undefined;
   /** When the folder was last used (a change, a sync, a read): the background refresh waits for a quiet moment. */
   #lastUse = 0;
+  /** The store is closing: nothing more is started in the background. */
+  #closing = false;
   /** Renames that found their file gone (another program moved it): counted, so a STORE knows it raced one. */
   #renameRaces = 0;
   readonly #pendingCommits: PendingCommit[] = [];
@@ -1173,7 +1175,7 @@ export class Folder {
    */
   #scheduleRefresh(): void {
     const last = this.#lastScan;
-    if (last === undefined || last.trusted || this.#closed || this.#refreshTimer !== undefined || this.#refreshFor === last) return;
+    if (last === undefined || last.trusted || this.#closing || this.#refreshTimer !== undefined || this.#refreshFor === last) return;
     this.#refreshFor = last;
     const fine = last.cur % 1000 !== 0 || last.new % 1000 !== 0;
     const window = fine ? MTIME_TRUST_FINE_MS : MTIME_TRUST_MS;
@@ -1182,7 +1184,7 @@ export class Folder {
     const fire = (): void => {
       this.#refreshTimer = undefined;
       const now = this.#lastScan;
-      if (this.#closed || now === undefined || now.trusted) return;
+      if (this.#closing || now === undefined || now.trusted) return;
       const quietFor = Date.now() - this.#lastUse;
       if (quietFor < REFRESH_IDLE_MS) {
         this.#refreshTimer = setTimeout(fire, REFRESH_IDLE_MS - quietFor);
@@ -1405,6 +1407,8 @@ export class Folder {
 
   /** When the store closes: a checkpoint for what changed since the last one (no lock needed), then wait for the writes. */
   async checkpointOnClose(): Promise<void> {
+    // No background refresh is queued from now on (one queued before is awaited below).
+    this.#closing = true;
     const run = (): Promise<void> => this.#writeCheckpoint();
     this.#queue = this.#queue.then(run, run).catch(() => undefined);
     await this.#queue;
