@@ -444,6 +444,38 @@ describe('Maildir fast paths', () => {
     }
   }, 60_000);
 
+  it('a small folder with no worker up has its structures parsed here, as asked for: no thread is started', async () => {
+    const { root, maildir } = await emptyMaildir();
+    const held = holdIdleThreads();
+    const wt = createRequire(import.meta.url)('node:worker_threads') as { Worker: new (...args: unknown[]) => unknown };
+    const Real = wt.Worker;
+    let started = 0;
+    wt.Worker = class extends (Real as new (...args: unknown[]) => object) {
+      constructor(...args: unknown[]) {
+        super(...args);
+        started++;
+      }
+    } as typeof wt.Worker;
+    syncBuiltinESMExports();
+    try {
+      const bodies = Array.from({ length: 20 }, (_, i) => `Subject: ${i}\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello ${i}\r\n--b--\r\n`);
+      for (const [i, b] of bodies.entries()) await writeFile(join(maildir, 'cur', `${1700000000 + i}.M${i}P1.host,S=${b.length},W=${b.length}:2,`), b);
+      const store = createMaildirStore({ root, fsync: false });
+      const h = await (await store.user('tim')).open('INBOX');
+      for (const [i, m] of h.messages().entries()) {
+        expect(await h.bodyStructure(m.uid)).toBe(imapBodyStructure(await computeStructure(Buffer.from(bodies[i]!))));
+      }
+      expect(started).toBe(0);
+      await h.close();
+      await store.close();
+    } finally {
+      wt.Worker = Real;
+      syncBuiltinESMExports();
+      await held.release();
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   it('renameInfos: a worker waiting on the gate renames nothing before it is counted up: by the other worker after its stat, and by this thread', async () => {
     const { root, maildir } = await emptyMaildir();
     const a = new FsWorker();

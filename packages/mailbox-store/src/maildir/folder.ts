@@ -11,7 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { isAscii } from 'node:buffer';
-import { closeSync, createReadStream, fdatasync, fstatSync, openSync, readFile as readFileCallback, readSync, rename as renameCallback, renameSync, stat as statCallback, statSync, writeSync, writevSync } from 'node:fs';
+import { closeSync, createReadStream, fdatasync, fstatSync, openSync, readFileSync, readFile as readFileCallback, readSync, rename as renameCallback, renameSync, stat as statCallback, statSync, writeSync, writevSync } from 'node:fs';
 import type { Stats } from 'node:fs';
 import { copyFile, link, mkdir, open, readdir, readFile, rename, stat, truncate, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -73,6 +73,14 @@ const HAND_OVER_FROM = 2048;
 /** Files read ahead by the file worker when structures are computed on first use, and per batch. */
 const STRUCTURE_READ_AHEAD = 512;
 const READ_BATCH = 128;
+/**
+ * readMode 'sync-batched': a folder with fewer messages than this whose structure is unknown,
+ * when no worker is up, has them read (synchronously, small files) and parsed on the calling
+ * thread, as they are asked for: booting the workers (50–90 ms each, then their module and JIT
+ * warm-up) would cost more than the parses. 20 messages in a fresh process: 440–830 ms → a
+ * few ms.
+ */
+const PARSE_HERE_BELOW = 1000;
 /** INTERNALDATEs stat'ed by the file worker per batch. */
 const STAT_BATCH = 4096;
 /** New files found by one sync past this many are not logged one add record each: the checkpoint holds them. */
@@ -294,6 +302,8 @@ export class Folder {
   /** Files being read (or read) by the file worker ahead of `structure()`, by UID, with the base name they were read for. */
   readonly #readAhead = new Map<number, { base: string; result: Promise<ReadAhead | undefined> }>();
   #nextParser = 0;
+  /** The last #parseHere decision and the view it was made for. */
+  #parseHereFor: { view: readonly MaildirMessage[]; here: boolean } | undefined;
   #parsersFailed = false;
   /**
    * Small message files being read (or read) whole by the read worker for
@@ -1757,6 +1767,7 @@ export class Folder {
    */
   #scheduleReads(uid: number): void {
     const view = this.#view;
+    if (this.#parseHere(view)) return;
     const batch: MaildirMessage[] = [];
     const flush = (): void => {
       if (batch.length === 0) return;
@@ -1807,6 +1818,28 @@ export class Folder {
     flush();
   }
 
+  /**
+   * Whether the structures of this view are computed here, one by one as they are asked for
+   * (see PARSE_HERE_BELOW), rather than read ahead and parsed by the workers. Decided once
+   * per view: the count of messages without a structure is a loop over the view.
+   */
+  #parseHere(view: readonly MaildirMessage[]): boolean {
+    const known = this.#parseHereFor;
+    if (known?.view === view) return known.here;
+    let here = false;
+    if (this.#ctx.readMode === 'sync-batched') {
+      const workers = this.#ctx.mimePath !== undefined && this.#ctx.parseWorkers.length > 0 && !this.#parsersFailed ? this.#ctx.parseWorkers : [this.#ctx.fsWorker];
+      for (const w of workers) w.adoptIdle();
+      if (!workers.every((w) => w.online)) {
+        let missing = 0;
+        for (const m of view) if (m.structure === undefined && m.structureOffset < 0 && ++missing >= PARSE_HERE_BELOW) break;
+        here = missing < PARSE_HERE_BELOW;
+      }
+    }
+    this.#parseHereFor = { view, here };
+    return here;
+  }
+
   /** The structure of a message's file: read whole when small, streamed otherwise. */
   async #computeStructure(uid: number): Promise<MessageStructure> {
     const m = this.index.messages.get(uid);
@@ -1814,6 +1847,8 @@ export class Folder {
       try {
         const path = this.#pathOf(m);
         const physical = physicalSizeOfBase(m.base);
+        // Parsed here (see #parseHere): a small file read synchronously (from the page cache, as a rule).
+        if (physical !== undefined && physical <= WHOLE_READ_BYTES && this.#parseHereFor?.here === true) return structureOfBytes(readFileSync(path));
         // Small (by its `,S=`): one fs.readFile, cheaper than a FileHandle's open, stat, read and close.
         if (physical !== undefined && physical <= WHOLE_READ_BYTES) return structureOfBytes(await readSmallFile(path));
         const whole = await this.#readWhole(path, false);
