@@ -447,15 +447,15 @@ describe('Maildir fast paths', () => {
   it('a small folder with no worker up has its structures parsed here, as asked for: no thread is started', async () => {
     const { root, maildir } = await emptyMaildir();
     const held = holdIdleThreads();
-    const wt = createRequire(import.meta.url)('node:worker_threads') as { Worker: new (...args: unknown[]) => unknown };
+    const wt = createRequire(import.meta.url)('node:worker_threads') as { Worker: new (...args: unknown[]) => object };
     const Real = wt.Worker;
     let started = 0;
-    wt.Worker = class extends (Real as new (...args: unknown[]) => object) {
+    wt.Worker = class extends Real {
       constructor(...args: unknown[]) {
         super(...args);
         started++;
       }
-    } as typeof wt.Worker;
+    };
     syncBuiltinESMExports();
     try {
       const bodies = Array.from({ length: 20 }, (_, i) => `Subject: ${i}\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello ${i}\r\n--b--\r\n`);
