@@ -133,6 +133,11 @@ const STRUCTURE_LOG_WINDOW = 1024 * 1024;
  */
 const MTIME_TRUST_MS = 2000;
 const MTIME_TRUST_FINE_MS = 250;
+
+/** How long directory mtimes count as recent: MTIME_TRUST_FINE_MS when the file system keeps sub-second mtimes, MTIME_TRUST_MS otherwise. */
+function trustWindowMs(mtimes: { readonly cur: number; readonly new: number }): number {
+  return mtimes.cur % 1000 !== 0 || mtimes.new % 1000 !== 0 ? MTIME_TRUST_FINE_MS : MTIME_TRUST_MS;
+}
 /** The background delayed refresh runs this long after the window, once the folder was not used for REFRESH_IDLE_MS (see Folder#scheduleRefresh). */
 const REFRESH_SLACK_MS = 50;
 const REFRESH_IDLE_MS = 200;
@@ -431,7 +436,7 @@ export class Folder {
       // Stat'ed by the sync's probe (under the lock): unchanged, it is not even opened.
       const read = this.#uidlistRead;
       if (probed === null) return undefined;
-      if (read !== undefined && read.ino === probed.ino && read.size === probed.size && read.mtimeMs === probed.mtimeMs) {
+      if (read !== undefined && sameFile(read, probed)) {
         this.#uidlistAt = read.appendable;
         return { list: this.uidlist, records: undefined };
       }
@@ -444,7 +449,7 @@ export class Folder {
         // Unchanged since we read or wrote it: the same inode (a rewrite renames a new file
         // in), size (Dovecot appends in place) and mtime. We hold the lock, so nobody is writing it.
         const read = this.#uidlistRead;
-        known = read !== undefined && read.ino === st.ino && read.size === st.size && read.mtimeMs === st.mtimeMs;
+        known = read !== undefined && sameFile(read, st);
         if (known && this.uidlist !== undefined && !force) {
           this.#uidlistAt = read!.appendable;
           return { list: this.uidlist, records: undefined };
@@ -854,9 +859,9 @@ export class Folder {
   async #syncLocked(scan = true): Promise<void> {
     const ctx = this.#ctx;
     // The directories' mtimes, taken before anything is read (see #lastScan).
-    const scanStart = this.#ctx.clock.now();
+    const scanStart = ctx.clock.now();
     const probe = await this.#probe();
-    const dirMtimes = probe.cur !== null && probe.new !== null ? { cur: probe.cur.mtimeMs, new: probe.new.mtimeMs } : undefined;
+    const dirMtimes = probe.cur && probe.new ? { cur: probe.cur.mtimeMs, new: probe.new.mtimeMs } : undefined;
     // Without a scan (a delivery): no listing started early (it is only needed if the uidlist or index changed).
     const lightOk = !scan && dirMtimes !== undefined && this.uidlist !== undefined;
     // Directories not as the last scan left them (or it is due again, see #scanHolds): they will be
@@ -925,9 +930,7 @@ export class Folder {
         if (sameDigest(expected, namesDigest(curNames))) {
           this.uidlist = read.list;
           if (refreshed.reset) this.#rebuildView();
-          this.#lastScan = { ...dirMtimes, trusted: this.#trustable(dirMtimes, scanStart) };
-          if (this.#lastScan.trusted) this.#checkpointDirty = true;
-          else this.#scheduleRefresh();
+          this.#recordScan(dirMtimes, scanStart);
           return;
         }
       }
@@ -1159,15 +1162,20 @@ export class Folder {
     else for (let k = 0; k < uids.length; k++) locate(k);
     await this.#maybeCompact();
     this.#rebuildView();
-    // The next sync may skip the scan while both directories keep these mtimes, when they are
-    // old enough that a change could not have kept them: more than the coarsest mtime
-    // granularity (2 s, FAT; ext4 and XFS are finer) before this scan began.
-    if (dirMtimes !== undefined) {
-      this.#lastScan = { ...dirMtimes, trusted: this.#trustable(dirMtimes, scanStart) };
-      // A scan the next store could skip: worth a checkpoint when the store closes.
-      if (this.#lastScan.trusted) this.#checkpointDirty = true;
-      else this.#scheduleRefresh();
-    }
+    if (dirMtimes !== undefined) this.#recordScan(dirMtimes, scanStart);
+  }
+
+  /**
+   * A scan of cur/ and new/ with these mtimes, begun at `scanStart`: the next sync may skip
+   * listing them while both keep these mtimes (see #scanHolds), trusted when they are old
+   * enough that a change could not have kept them (more than the mtime granularity — 2 s on
+   * FAT; ext4 and XFS are finer — before the scan began), listed once more otherwise.
+   */
+  #recordScan(dirMtimes: { cur: number; new: number }, scanStart: number): void {
+    this.#lastScan = { ...dirMtimes, trusted: this.#trustable(dirMtimes, scanStart) };
+    // A scan the next store could skip: worth a checkpoint when the store closes.
+    if (this.#lastScan.trusted) this.#checkpointDirty = true;
+    else this.#scheduleRefresh();
   }
 
   /**
@@ -1187,8 +1195,7 @@ export class Folder {
     const last = this.#lastScan;
     if (last === undefined || last.trusted || this.#closing || this.#refreshTimer !== undefined || this.#refreshFor === last) return;
     this.#refreshFor = last;
-    const fine = last.cur % 1000 !== 0 || last.new % 1000 !== 0;
-    const window = fine ? MTIME_TRUST_FINE_MS : MTIME_TRUST_MS;
+    const window = trustWindowMs(last);
     // By the store's clock, as #scanHolds judges it; at most one window from now.
     const due = Math.min(Math.max(0, Math.max(last.cur, last.new) + window - this.#ctx.clock.now()), window) + REFRESH_SLACK_MS;
     const fire = (): void => {
@@ -1226,15 +1233,13 @@ export class Folder {
     // Not trusted: skipped only while cur/ is recent (a burst of changes there) and new/ is not —
     // a recent new/ is always listed, as Dovecot does, so a message delivered into it within the
     // same mtime tick is seen by the next session rather than after the delayed refresh.
-    const fine = mtimes.cur % 1000 !== 0 || mtimes.new % 1000 !== 0;
-    const since = now - (fine ? MTIME_TRUST_FINE_MS : MTIME_TRUST_MS);
+    const since = now - trustWindowMs(mtimes);
     return mtimes.cur >= since && mtimes.new < since;
   }
 
   /** True when directory mtimes are old enough, at a scan that began at `scanStart`, that no change can hide behind them. */
   #trustable(mtimes: { cur: number; new: number }, scanStart: number): boolean {
-    const fine = mtimes.cur % 1000 !== 0 || mtimes.new % 1000 !== 0;
-    return Math.max(mtimes.cur, mtimes.new) < scanStart - (fine ? MTIME_TRUST_FINE_MS : MTIME_TRUST_MS);
+    return Math.max(mtimes.cur, mtimes.new) < scanStart - trustWindowMs(mtimes);
   }
 
   /**
@@ -1244,20 +1249,22 @@ export class Folder {
    * trip each), else in parallel through libuv. A sync with nothing changed reads no file.
    */
   async #probe(): Promise<SyncProbe> {
-    const paths = [join(this.path, 'cur'), join(this.path, 'new'), join(this.path, KEYWORDS), join(this.path, INDEX_LOG), join(this.path, UIDLIST)];
-    let got: (Stats | null)[];
-    if (this.#ctx.readMode === 'sync-batched') got = paths.map((p) => statSync(p, { throwIfNoEntry: false }) ?? null);
-    else {
-      got = await Promise.all(
-        paths.map((p) =>
-          stat(p).catch((error: unknown) => {
-            if (errno(error) === 'ENOENT') return null;
-            throw error;
-          }),
-        ),
-      );
-    }
+    const got = await this.#statAll(['cur', 'new', KEYWORDS, INDEX_LOG, UIDLIST]);
     return { cur: got[0]!, new: got[1]!, keywords: got[2]!, log: got[3]!, uidlist: got[4]! };
+  }
+
+  /** `stat` of names in the folder (null: missing): synchronous with readMode 'sync-batched', else in parallel through libuv. */
+  async #statAll(names: readonly string[]): Promise<(Stats | null)[]> {
+    const paths = names.map((n) => join(this.path, n));
+    if (this.#ctx.readMode === 'sync-batched') return paths.map((p) => statSync(p, { throwIfNoEntry: false }) ?? null);
+    return Promise.all(
+      paths.map((p) =>
+        stat(p).catch((error: unknown) => {
+          if (errno(error) === 'ENOENT') return null;
+          throw error;
+        }),
+      ),
+    );
   }
 
   /** The digest of the names the index expects in cur/ (undefined when one is expected in new/). */
@@ -1281,18 +1288,8 @@ export class Folder {
 
   /** mtimes of cur/ and new/ (undefined when one is missing: the scan reports that). */
   async #dirMtimes(): Promise<{ cur: number; new: number } | undefined> {
-    if (this.#ctx.readMode === 'sync-batched') {
-      const cur = statSync(join(this.path, 'cur'), { throwIfNoEntry: false });
-      const fresh = statSync(join(this.path, 'new'), { throwIfNoEntry: false });
-      return cur !== undefined && fresh !== undefined ? { cur: cur.mtimeMs, new: fresh.mtimeMs } : undefined;
-    }
-    try {
-      const [cur, fresh] = await Promise.all([stat(join(this.path, 'cur')), stat(join(this.path, 'new'))]);
-      return { cur: cur.mtimeMs, new: fresh.mtimeMs };
-    } catch (error) {
-      if (errno(error) === 'ENOENT') return undefined;
-      throw error;
-    }
+    const [cur, fresh] = await this.#statAll(['cur', 'new']);
+    return cur && fresh ? { cur: cur.mtimeMs, new: fresh.mtimeMs } : undefined;
   }
 
   /** RFC822.SIZE of a file whose name has no `W=`: read and counted (no MIME parse). Finds it again when renamed meanwhile. */
