@@ -329,7 +329,7 @@ describe('Maildir fast paths', () => {
 
   it('a big folder: a STORE on every message renamed in several worker batches, a file gone meanwhile found again', async () => {
     const { root, maildir } = await emptyMaildir();
-    // More than two rename batches (RENAME_BATCH 8192), past PARALLEL_RENAMES_FROM: split over two workers.
+    // More than two rename batches (RENAME_BATCH 8192): the file worker takes them from the start, this thread from the end.
     const n = 17_000;
     try {
       const names: string[] = [];
@@ -385,7 +385,7 @@ describe('Maildir fast paths', () => {
   }
 
   /** A STORE on every message of a folder past PARALLEL_RENAMES_FROM, from a trusted scan; what the debug log said of it. */
-  async function bigTrustedStore(): Promise<{ files: number; here: number; whilePlanning: number; workers: number }> {
+  async function bigTrustedStore(): Promise<{ files: number; here: number; whilePlanning: number; stolen: number; workers: number }> {
     const { root, maildir } = await emptyMaildir();
     // Past PARALLEL_RENAMES_FROM (two workers); directories last changed long ago, so the scan is trusted.
     const n = 16_500;
@@ -393,9 +393,9 @@ describe('Maildir fast paths', () => {
       for (let i = 0; i < n; i++) await writeFile(join(maildir, 'cur', `${1700000000 + i}.M${i}P4242Q${i}.pigeonpost-test-host,S=12,W=13:2,S`), 'Subject: x\n');
       const old = new Date(Date.UTC(2024, 0, 1));
       for (const d of ['cur', 'new']) await utimes(join(maildir, d), old, old);
-      const said: { files: number; here: number; whilePlanning: number; workers: number }[] = [];
+      const said: { files: number; here: number; whilePlanning: number; stolen: number; workers: number }[] = [];
       const log = (obj: unknown, msg?: string): void => {
-        if (msg === 'flag change: files renamed') said.push(obj as { files: number; here: number; whilePlanning: number; workers: number });
+        if (msg === 'flag change: files renamed') said.push(obj as { files: number; here: number; whilePlanning: number; stolen: number; workers: number });
       };
       const logger = { trace: log, debug: log, info: log, warn: log, error: log, fatal: log, child: () => logger };
       const store = createMaildirStore({ root, fsync: false, logger });
@@ -425,10 +425,16 @@ describe('Maildir fast paths', () => {
     }
   }
 
-  it('a big STORE with the file workers up: they rename every file, the first one stat\'ing the directories first, and the folder records what the renames left as its scan', async () => {
+  it('a big STORE with the file worker up: it renames from the first file (stat\'ing the directories first), this thread takes chunks from the end once it has planned, and the folder records what the renames left as its scan', async () => {
     await leaveIdleThreads(2);
     const said = await bigTrustedStore();
-    expect(said).toMatchObject({ here: 0, whilePlanning: 0, workers: 16_500 });
+    // Nothing here while planning (the worker is up); then this thread's share is what it took
+    // from the end, whole chunks of 256 (16,500 renames take the worker far longer than the
+    // rest of the plan takes this thread).
+    expect(said).toMatchObject({ whilePlanning: 0 });
+    expect(said.stolen).toBe(said.here);
+    expect(said.stolen).toBeGreaterThan(0);
+    expect(said.workers).toBeGreaterThan(0);
   }, 60_000);
 
   it('a big STORE with no file worker up: renamed here from the first file, while the rest is planned (the directories stat\'ed here first), until they boot; the rest by them', async () => {
@@ -508,6 +514,40 @@ describe('Maildir fast paths', () => {
     } finally {
       await a.close();
       await b.close();
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('renameInfos with claims: the worker renames only the chunks it claims, and says nothing of those claimed before it, odd paths included', async () => {
+    const { root, maildir } = await emptyMaildir();
+    const w = new FsWorker();
+    try {
+      const bases = Array.from({ length: 10 }, (_, i) => `${1700000000 + i}.M${i}P1.h,S=2,W=2`);
+      // Jobs 3 and 8 are elsewhere (new/): paths of their own, in chunks it claims and one it does not.
+      for (const [i, base] of bases.entries()) await writeFile(join(maildir, i === 3 || i === 8 ? 'new' : 'cur', i === 3 || i === 8 ? base : `${base}:2,`), 'x\n');
+      // Chunks of 3: [0,1,2] [3,4,5] [6,7,8] [9]; the third was claimed by another thread, which renames it.
+      const cells = new Int32Array(new SharedArrayBuffer(16));
+      cells[2] = 2;
+      const r = await w.renameInfos(maildir, {
+        bases,
+        infos: ['', 'F'],
+        fromInfo: new Uint32Array(10),
+        toInfo: new Uint32Array(10).fill(1),
+        oddAt: [3, 8],
+        oddFrom: [`new/${bases[3]}`, `new/${bases[8]}`],
+        claims: { cells, size: 3 },
+      });
+      expect(r).toEqual({ failures: [] });
+      expect([...cells]).toEqual([1, 1, 2, 1]);
+      const cur = new Set(await readdir(join(maildir, 'cur')));
+      for (const [i, base] of bases.entries()) {
+        if (i >= 6 && i <= 8) expect(cur.has(`${base}:2,F`)).toBe(false);
+        else expect(cur.has(`${base}:2,F`)).toBe(true);
+      }
+      expect(await readdir(join(maildir, 'new'))).toEqual([bases[8]]);
+      expect(cur.has(`${bases[6]}:2,`) && cur.has(`${bases[7]}:2,`)).toBe(true);
+    } finally {
+      await w.close();
       await rm(root, { recursive: true, force: true });
     }
   });

@@ -49,12 +49,15 @@ const RENAMES_IN_FLIGHT = 16;
 const WORKER_RENAMES_FROM = 64;
 const RENAME_BATCH = 8192;
 /**
- * A STORE on at least this many files has its batches renamed by two
- * workers at once (the file worker and a parse worker, alternately): the
- * kernel serialises renames in one directory, but the syscall around them
- * and Node's side of each call do not. 100k renames of the bench's Maildir
- * on 2 cores, quiet: 1.17–1.25 s with two workers, 1.35–1.48 s with one
- * (three or four: no better than two). Below it, one worker.
+ * With readMode 'worker', a STORE on at least this many files has its
+ * batches renamed by two workers at once (the file worker and a parse
+ * worker, alternately): the kernel serialises renames in one directory, but
+ * the syscall around them and Node's side of each call do not. 100k renames
+ * of the bench's Maildir on 2 cores, quiet: 1.17–1.25 s with two workers,
+ * 1.35–1.48 s with one (three or four: no better than two). Below it, one
+ * worker. With 'sync-batched' the second renamer is this thread instead,
+ * once it has nothing else to do (see #steal): no second thread to boot, and
+ * none spinning on the directory's lock while this one plans.
  */
 const PARALLEL_RENAMES_FROM = 2 * RENAME_BATCH;
 /**
@@ -2439,10 +2442,53 @@ export class Folder {
     return true;
   }
 
+  /**
+   * This thread as the second renamer of a batched plan (readMode
+   * 'sync-batched'), once it has planned and prepared the new versions:
+   * chunks of RENAME_SLICE jobs claimed from the last batch's end backwards,
+   * each renamed with synchronous calls in one event-loop turn, until it
+   * meets a chunk the worker claimed (it takes them in order from the start,
+   * so all before are its). Two threads renaming overlap Node's side of each
+   * call and the path walk with the kernel's serialised part; this one needs
+   * no boot, and the worker's renames never wait for its CPU while it plans.
+   * A file another program moved (ENOENT) goes to `retry`. Not before the
+   * worker has taken the directories' mtimes (`plan.gate`), unless `over()`.
+   * Returns how many it renamed.
+   */
+  async #steal(plan: RenamePlan, retry: number[], over: () => boolean): Promise<number> {
+    const { messages, targets, renamed, batches, gate } = plan;
+    while (gate !== undefined && Atomics.load(gate, 0) < 1 && !over()) await new Promise<void>((resolve) => setTimeout(resolve, 1));
+    let stolen = 0;
+    for (let b = batches.length - 1; b >= 0; b--) {
+      const { which, claims } = batches[b]!;
+      if (claims === undefined) return stolen;
+      for (let c = claims.length - 1; c >= 0; c--) {
+        if (Atomics.compareExchange(claims, c, 0, CLAIMED_HERE) !== 0) return stolen;
+        const end = Math.min(which.length, (c + 1) * RENAME_SLICE);
+        for (let i = c * RENAME_SLICE; i < end; i++) {
+          const k = which[i]!;
+          const m = messages[k]!;
+          try {
+            renameSync(m.file === undefined ? `${this.path}/cur/${curName(m.base, m.info)}` : `${this.path}/${m.file}`, `${this.path}/cur/${curName(m.base, targets[k]!)}`);
+            renamed[k] = true;
+          } catch (error) {
+            if (errno(error) !== 'ENOENT') throw error;
+            retry.push(k);
+          }
+          stolen++;
+        }
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    }
+    return stolen;
+  }
+
   /** The workers that rename the files of a flag change of `count` messages. */
   #renamers(count: number): FsWorker[] {
+    // With 'sync-batched', this thread is the second (it takes chunks from the end, see #steal).
+    if (count < PARALLEL_RENAMES_FROM || this.#ctx.readMode === 'sync-batched') return [this.#ctx.fsWorker];
     // The second: a parse worker (idle but for first-use structures), not the read worker that POP3/IMAP reads wait on.
-    return count >= PARALLEL_RENAMES_FROM ? [this.#ctx.fsWorker, this.#ctx.parseWorkers[0] ?? this.#ctx.readWorker] : [this.#ctx.fsWorker];
+    return [this.#ctx.fsWorker, this.#ctx.parseWorkers[0] ?? this.#ctx.readWorker];
   }
 
   /**
@@ -2454,30 +2500,36 @@ export class Folder {
    * running yet (they take 50–90 ms to boot), and readMode 'sync-batched',
    * this thread renames from the first file on while they boot, and hands
    * the rest over once the first one is up (#applyInfos). Fewer go through
-   * this thread or libuv alone.
+   * this thread or libuv alone. With 'sync-batched' the batches are claimed
+   * by chunks, so that this thread can take the last ones (#steal).
    */
   #planRenames(expected: number): RenamePlan {
     if (expected < WORKER_RENAMES_FROM) return new RenamePlan();
     const renamers = this.#renamers(expected);
     const [first, second] = renamers as [FsWorker, FsWorker | undefined];
+    const claimed = this.#ctx.readMode === 'sync-batched';
     for (const worker of renamers) worker.adoptIdle();
     if (!first.online) {
       // A middling STORE is done before a worker would have booted: here or through libuv.
       if (expected < COLD_WORKER_RENAMES_FROM) return new RenamePlan();
-      if (this.#ctx.readMode === 'sync-batched') {
+      if (claimed) {
         for (const worker of renamers) worker.start();
         // The directories are stat'ed here before this thread's first rename: the workers need not.
         return new RenamePlan(
           (n, batch) => renamers[n % renamers.length]!.renameInfos(this.path, batch),
           () => first.online,
+          true,
         );
       }
     }
-    const plan = new RenamePlan();
+    const plan = new RenamePlan(undefined, undefined, claimed);
     // The mtimes matter only when there is a last scan they may match (see #applyInfos).
     const stat = this.#lastScan !== undefined;
     if (second === undefined) {
-      plan.stream((n, batch) => first.renameInfos(this.path, n === 0 ? { ...batch, stat } : batch), 0);
+      // This thread, when it takes chunks too, renames nothing before the worker has taken the mtimes.
+      const gate = stat && claimed ? new Int32Array(new SharedArrayBuffer(4)) : undefined;
+      plan.gate = gate;
+      plan.stream((n, batch) => first.renameInfos(this.path, n === 0 ? { ...batch, stat, ...(gate === undefined ? {} : { signal: gate }) } : batch), 0);
       return plan;
     }
     // Two workers, batches in turn: the second renames nothing before the first has taken the mtimes.
@@ -2505,6 +2557,7 @@ export class Folder {
     const races = this.#renameRaces;
     const last = this.#lastScan;
     let before = plan.before ?? false;
+    let stolen = 0;
     if (!plan.batched && count > 0 && plan.before === undefined) before = await this.#scanStillCurrent();
     if (!plan.batched && (plan.canHandOver || this.#ctx.readMode === 'sync-batched')) {
       // Here, with synchronous calls, RENAME_SLICE per event-loop turn (after those renamed while
@@ -2538,19 +2591,23 @@ export class Folder {
       plan.finish();
       // While the workers rename: the new versions of the messages (and the view with them), for when the index takes them.
       if (count > 0) prepared = this.#prepareVersions(messages, targets);
-      // Each batch's outcome taken as it comes (this thread is idle meanwhile); the few files
-      // another program renamed meanwhile are found again after all of them.
+      // Each batch's outcome taken as it comes (this thread renames the last chunks meanwhile,
+      // see #steal, or is idle); the few files another program renamed meanwhile are found
+      // again after all of them.
       const retry: number[] = [];
       let failure: Error | undefined;
-      await Promise.all(
+      let settled = false;
+      const outcomes = Promise.all(
         plan.batches.map((b, n) =>
           b.done.then(
             (r) => {
               if (n === 0 && r.dirs !== undefined && last !== undefined) before = r.dirs.cur === last.cur && r.dirs.new === last.new;
               const failed = new Map<number, string>();
               for (const f of r.failures) failed.set(f.index, f.code);
-              const which = b.which;
+              const { which, claims } = b;
               for (let i = 0; i < which.length; i++) {
+                // A chunk this thread claimed: it said how each of its renames went.
+                if (claims !== undefined && claims[(i / RENAME_SLICE) | 0] !== CLAIMED_BY_WORKER) continue;
                 const code = failed.size === 0 ? undefined : failed.get(i);
                 if (code === undefined) renamed[which[i]!] = true;
                 else if (code === 'ENOENT') retry.push(which[i]!);
@@ -2563,14 +2620,24 @@ export class Folder {
             },
           ),
         ),
-      );
+      ).finally(() => {
+        settled = true;
+      });
+      if (plan.claimed) {
+        try {
+          stolen = await this.#steal(plan, retry, () => settled || failure !== undefined);
+        } catch (error) {
+          failure ??= error instanceof Error ? error : new Error(String(error));
+        }
+      }
+      await outcomes;
       if (failure !== undefined) throw failure;
       for (const k of retry.sort((a, b) => a - b)) renamed[k] = await this.#renameJob(plan, k, retarget);
     }
     if (count >= WORKER_RENAMES_FROM) {
       // Files renamed on this thread (before the workers took over, if they did), for the debug log.
-      const here = plan.batched ? plan.hereDone : count;
-      this.#ctx.logger.debug({ path: this.path, files: count, here, whilePlanning: plan.whilePlanning, workers: count - here }, 'flag change: files renamed');
+      const here = (plan.batched ? plan.hereDone : count) + stolen;
+      this.#ctx.logger.debug({ path: this.path, files: count, here, whilePlanning: plan.whilePlanning, stolen, workers: count - here }, 'flag change: files renamed');
     }
     const allDone = this.#renameRaces === races && renamed.every(Boolean);
     // The directories as these renames left them (see #ownRenamesDone), stat'ed while the index record is written.
@@ -2825,7 +2892,13 @@ interface ReadAhead {
 interface RenameBatch {
   readonly which: readonly number[];
   readonly done: Promise<{ failures: FsFailure[]; dirs?: { cur: number; new: number } }>;
+  /** A claimed plan's: per chunk of RENAME_SLICE jobs, who renames it (see #steal). */
+  readonly claims?: Int32Array;
 }
+
+/** A chunk's claim (RenameJob.claims): the worker's, or this thread's. */
+const CLAIMED_BY_WORKER = 1;
+const CLAIMED_HERE = 2;
 
 /** Renames in the first batch of a big STORE: small, so the kernel starts renaming at once. */
 const FIRST_RENAME_BATCH = 1024;
@@ -2865,8 +2938,19 @@ class RenamePlan {
   #oddFrom: string[] = [];
   #which: number[] = [];
 
-  /** `later`: the file workers are starting, and may take the rest over (see stream()) once `workersUp()`. */
-  constructor(later?: PostBatch, workersUp?: () => boolean) {
+  /** The worker signals it here once it has taken the directories' mtimes (see Folder#steal). */
+  gate: Int32Array | undefined;
+
+  /**
+   * `later`: the file workers are starting, and may take the rest over (see
+   * stream()) once `workersUp()`. `claimed`: the batches' chunks are claimed,
+   * so that the calling thread can take some (see Folder#steal).
+   */
+  constructor(
+    later?: PostBatch,
+    workersUp?: () => boolean,
+    readonly claimed = false,
+  ) {
     this.#later = later;
     this.#workersUp = workersUp;
   }
@@ -2938,8 +3022,10 @@ class RenamePlan {
 
   #send(): void {
     const n = this.#bases.length;
-    const done = this.#post!(this.batches.length, { bases: this.#bases, infos: this.#infos.slice(), fromInfo: this.#fromInfo.subarray(0, n), toInfo: this.#toInfo.subarray(0, n), oddAt: this.#oddAt, oddFrom: this.#oddFrom });
-    this.batches.push({ which: this.#which, done });
+    const claims = this.claimed ? new Int32Array(new SharedArrayBuffer(4 * Math.ceil(n / RENAME_SLICE))) : undefined;
+    const job: RenameJob = { bases: this.#bases, infos: this.#infos.slice(), fromInfo: this.#fromInfo.subarray(0, n), toInfo: this.#toInfo.subarray(0, n), oddAt: this.#oddAt, oddFrom: this.#oddFrom };
+    const done = this.#post!(this.batches.length, claims === undefined ? job : { ...job, claims: { cells: claims, size: RENAME_SLICE } });
+    this.batches.push({ which: this.#which, done, claims });
     this.#size = RENAME_BATCH;
     this.#bases = [];
     this.#fromInfo = new Uint32Array(RENAME_BATCH);

@@ -103,7 +103,16 @@ parentPort.on('message', (job) => {
         Atomics.wait(job.waitFor.gate, 0, seen, Math.max(1, deadline - Date.now()));
       }
     }
+    // Claimed chunks: one another thread claimed first (it takes them from the end) is left to it.
+    const cells = job.claims === undefined ? undefined : job.claims.cells;
+    const size = job.claims === undefined ? 0 : job.claims.size;
     for (let k = 0; k < bases.length; k++) {
+      if (cells !== undefined && k % size === 0 && Atomics.compareExchange(cells, k / size, 0, 1) !== 0) {
+        const end = Math.min(bases.length, k + size);
+        while (odd < job.oddAt.length && job.oddAt[odd] < end) odd++;
+        k = end - 1;
+        continue;
+      }
       const stem = cur + bases[k] + ':2,';
       let from;
       if (odd < job.oddAt.length && job.oddAt[odd] === k) from = job.dir + '/' + job.oddFrom[odd++];
@@ -229,6 +238,13 @@ export interface RenameJob {
   readonly signal?: Int32Array;
   /** Then rename nothing before `gate[0]` is at least `count` (at most 10 s). */
   readonly waitFor?: { readonly gate: Int32Array; readonly count: number };
+  /**
+   * Renames shared with another thread, by chunks of `size` jobs: chunk `c` is
+   * renamed here only when `cells[c]` (a SharedArrayBuffer's) goes from 0 to 1
+   * here; one the other thread set first (to anything else) is left to it,
+   * and nothing is said of its jobs.
+   */
+  readonly claims?: { readonly cells: Int32Array; readonly size: number };
 }
 
 export interface FsFailure {
@@ -391,7 +407,7 @@ export class FsWorker {
    * index. The names are made in the worker: a STORE on a big folder sends base names and info ids,
    * not two paths per file.
    * `stat`, `signal` and `waitFor` (in that order, before the first rename) let the threads of
-   * one STORE order themselves: see {@link RenameJob}.
+   * one STORE order themselves, and `claims` share its renames: see {@link RenameJob}.
    */
   async renameInfos(dir: string, job: RenameJob): Promise<{ failures: FsFailure[]; dirs?: { cur: number; new: number } }> {
     if (job.bases.length === 0 && job.stat !== true) return { failures: [] };
