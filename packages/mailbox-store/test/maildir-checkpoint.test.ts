@@ -131,7 +131,7 @@ describe('Maildir index checkpoint', () => {
     expect(seen.messages[N]![0]).toBe(N + 1);
   });
 
-  it('records the directories as its own STORE left them: later syncs skip cur/ while those mtimes are recent, the first one after lists it once', async () => {
+  it('records the directories as its own STORE left them, checked then: later syncs skip cur/ for a second (Dovecot\'s MAILDIR_SYNC_SECS), the first one after lists it once', async () => {
     const dirs = async (): Promise<{ cur: number; new: number }> => ({ cur: (await stat(join(maildir, 'cur'))).mtimeMs, new: (await stat(join(maildir, 'new'))).mtimeMs });
     // Fresh directories (changed just now): a scan of them is not trusted, nor a STORE after it.
     await look((h) => h.setFlags([1], { mode: 'add', flags: ['\\Answered'] }).then(() => undefined));
@@ -142,7 +142,11 @@ describe('Maildir index checkpoint', () => {
     const flagged = await look((h) => h.setFlags([1, 2, 3], { mode: 'add', flags: ['\\Flagged'] }).then(() => undefined));
     const after = await dirs();
     expect(after.cur).toBeGreaterThan(old.getTime());
-    expect(await peekCheckpointScan(checkpoint())).toEqual({ ...after, trusted: false });
+    const recorded = (await peekCheckpointScan(checkpoint()))!;
+    expect(recorded).toEqual({ ...after, trusted: false, at: expect.any(Number) as number });
+    // Checked when the renames were done: after the last one (the kernel's coarse clock may lag a tick).
+    expect(recorded.at).toBeGreaterThanOrEqual(after.cur - 20);
+    expect(recorded.at).toBeLessThanOrEqual(Date.now());
     // Listings of cur/ by the stores below (fs/promises readdir; the ESM bindings follow the CJS module's).
     const fsp = createRequire(import.meta.url)('node:fs/promises') as { readdir: (...args: unknown[]) => Promise<unknown> };
     const readdirs = vi.spyOn(fsp, 'readdir');
@@ -162,14 +166,16 @@ describe('Maildir index checkpoint', () => {
       return curListings();
     };
     try {
-      // While the mtimes are recent (a burst of changes): not listed, as Dovecot leaves a dirty cur/ until MAILDIR_SYNC_SECS pass.
-      expect(await openAt(after.cur + 10)).toBe(0);
-      expect(await peekCheckpointScan(checkpoint())).toEqual({ ...after, trusted: false });
-      // Once they are not (Dovecot's delayed refresh): listed once, which a change another program made in
-      // the same mtime tick cannot hide from; then trusted, and not listed again.
-      expect(await openAt(after.cur + 5000)).toBe(1);
-      expect(await peekCheckpointScan(checkpoint())).toEqual({ ...after, trusted: true });
-      expect(await openAt(after.cur + 6000)).toBe(0);
+      // While the state is under a second old (a burst of changes): not listed, as Dovecot leaves a dirty
+      // cur/ until its check time is MAILDIR_SYNC_SECS in the past — past the mtimes' 250 ms window too.
+      expect(await openAt(recorded.at + 10)).toBe(0);
+      expect(await openAt(recorded.at + 600)).toBe(0);
+      expect(await peekCheckpointScan(checkpoint())).toEqual(recorded);
+      // Once it is (Dovecot's delayed refresh): listed once, which a change another program made in the
+      // same mtime tick cannot hide from; then trusted (checked then), and not listed again.
+      expect(await openAt(recorded.at + 1100)).toBe(1);
+      expect(await peekCheckpointScan(checkpoint())).toEqual({ ...after, trusted: true, at: recorded.at + 1100 });
+      expect(await openAt(recorded.at + 6000)).toBe(0);
     } finally {
       readdirs.mockRestore();
       syncBuiltinESMExports();
@@ -198,9 +204,9 @@ describe('Maildir index checkpoint', () => {
       const h = await (await store.user('tim')).open('INBOX');
       await h.setFlags([1], { mode: 'add', flags: ['\\Flagged'] });
       readdirs.mockClear();
-      // cur/ is recent now: listed once by the store itself once the window has passed and the
-      // folder is quiet — not while it is being read (here for 700 ms, past the 250 ms window).
-      const busyUntil = Date.now() + 700;
+      // cur/ is recent now: listed once by the store itself once the state is a second old and the
+      // folder is quiet — not while it is being read (here for 1.4 s, past that second).
+      const busyUntil = Date.now() + 1400;
       for (let uid = 1; Date.now() < busyUntil; uid = (uid % N) + 1) {
         await h.bodyStructure(uid);
         await new Promise((r) => setTimeout(r, 5));
@@ -215,9 +221,9 @@ describe('Maildir index checkpoint', () => {
       expect(h.messages().filter((m) => m.flags.includes('\\Flagged')).map((m) => m.uid)).toEqual([1, 2]);
       await h.close();
       await store.close();
-      // A store that opens the folder while cur/ is still recent (the state from the checkpoint,
-      // not listed now) lists it in the background too, once the window has passed. Its clock
-      // starts at cur/'s mtime (however long this took), then runs.
+      // A store that opens the folder while the state is still recent (from the checkpoint, not
+      // listed now) lists it in the background too, once it is due. Its clock starts at cur/'s
+      // mtime (however long this took), then runs.
       readdirs.mockClear();
       const lag = Date.now() - (await stat(join(maildir, 'cur'))).mtimeMs;
       const next = createMaildirStore({ root, fsync: false, clock: { ...systemClock, now: () => Date.now() - lag } });
@@ -387,7 +393,7 @@ describe('Maildir index checkpoint', () => {
     const view = [...state.messages.values()];
     view[1]!.file = 'new/twø';
     view[0]!.structureAt = [10, 20];
-    const meta = { scan: { cur: 1.5, new: 2.5, trusted: true }, logIno: 42, logOffset: 300, logTailCrc: 99, uidlist: { ino: 7, size: 8, mtimeMs: 9.5, appendable: 8 } };
+    const meta = { scan: { cur: 1.5, new: 2.5, trusted: true, at: 1234.5 }, logIno: 42, logOffset: 300, logTailCrc: 99, uidlist: { ino: 7, size: 8, mtimeMs: 9.5, appendable: 8 } };
     const buf = encodeCheckpoint(state, view, meta);
     const back = new IndexState(flagsOfInfo);
     expect(decodeCheckpoint(buf, back)).toEqual({ uidValidity: 77, ...meta });

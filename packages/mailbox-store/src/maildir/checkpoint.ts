@@ -14,8 +14,9 @@
  *   48  u32 log records, u32 CRC-32 of the last ≤256 log bytes before that offset
  *   56  f64 uidlist inode, f64 uidlist size, f64 uidlist mtime (ms), f64 appendable size (-1: none)
  *   88  u32 messages n, u32 expunged e, u32 info strings, u32 files json bytes, u32 base-name bytes,
- *   108 u32 scan trusted (0/1), f64 cur/ mtime, f64 new/ mtime (the directory scan this state comes from; -1: none)
- *   128 f64 modSeq[n], f64 internalDate[n] (NaN: not known), f64 structure offset[n] (-1), f64 size[n], f64 expunged modSeq[e]
+ *   108 u32 scan trusted (0/1), f64 cur/ mtime, f64 new/ mtime (the directory scan this state comes from; -1: none),
+ *   128 f64 when that scan was made (ms; its check time, see Folder#scanHolds)
+ *   136 f64 modSeq[n], f64 internalDate[n] (NaN: not known), f64 structure offset[n] (-1), f64 size[n], f64 expunged modSeq[e]
  *       u32 uid[n], u32 structure length[n], u32 info id[n], u32 base end[n] (UTF-16 offsets into the names), u32 expunged uid[e]
  *       info strings (u32 byte length + UTF-8, each), files JSON ([[index, "cur/name"], …]: names that are not `cur/<base>:2,<info>`),
  *       base names (UTF-8, concatenated)
@@ -32,15 +33,15 @@ import { crc32 } from './index-log.js';
 import type { IndexState } from './index-log.js';
 import { MaildirMessage } from './message.js';
 
-export const CHECKPOINT_VERSION = 1;
+export const CHECKPOINT_VERSION = 2;
 const MAGIC = 0x4b435050; // "PPCK" little-endian
-const HEADER = 128;
+const HEADER = 136;
 /** Bytes of the log before the checkpoint's offset that must still be the same. */
 export const LOG_TAIL_CHECK = 256;
 
 export interface CheckpointMeta {
-  /** The last full scan of cur/ and new/ that this state reflects, and whether its mtimes could be trusted. */
-  readonly scan: { readonly cur: number; readonly new: number; readonly trusted: boolean } | undefined;
+  /** The last full scan of cur/ and new/ that this state reflects, whether its mtimes could be trusted, and when it was made (`at`, ms). */
+  readonly scan: { readonly cur: number; readonly new: number; readonly trusted: boolean; readonly at: number } | undefined;
   readonly logIno: number;
   readonly logOffset: number;
   readonly logTailCrc: number;
@@ -64,7 +65,7 @@ export async function peekCheckpointScan(path: string): Promise<CheckpointMeta['
     const { bytesRead } = await fh.read(head, 0, HEADER, 0);
     if (bytesRead < HEADER || head.readUInt32LE(0) !== MAGIC || head.readUInt32LE(4) !== CHECKPOINT_VERSION) return undefined;
     const cur = head.readDoubleLE(112);
-    return cur < 0 ? undefined : { cur, new: head.readDoubleLE(120), trusted: head.readUInt32LE(108) === 1 };
+    return cur < 0 ? undefined : { cur, new: head.readDoubleLE(120), trusted: head.readUInt32LE(108) === 1, at: head.readDoubleLE(128) };
   } finally {
     await fh.close();
   }
@@ -148,6 +149,7 @@ export function encodeCheckpoint(state: IndexState, view: readonly MaildirMessag
   buf.writeUInt32LE(meta.scan?.trusted === true ? 1 : 0, 108);
   buf.writeDoubleLE(meta.scan?.cur ?? -1, 112);
   buf.writeDoubleLE(meta.scan?.new ?? -1, 120);
+  buf.writeDoubleLE(meta.scan?.at ?? -1, 128);
   const { modSeq, date, stOff, sizes, exModSeq, uid, stLen, ids, ends: endsOut, exUid, end } = columns(buf, n, e);
   let at = end;
   for (let k = 0; k < n; k++) {
@@ -230,7 +232,7 @@ export function decodeCheckpoint(buf: Buffer, state: IndexState): DecodedCheckpo
     const ino = buf.readDoubleLE(56);
     const scanCur = buf.readDoubleLE(112);
     return {
-      scan: scanCur < 0 ? undefined : { cur: scanCur, new: buf.readDoubleLE(120), trusted: buf.readUInt32LE(108) === 1 },
+      scan: scanCur < 0 ? undefined : { cur: scanCur, new: buf.readDoubleLE(120), trusted: buf.readUInt32LE(108) === 1, at: buf.readDoubleLE(128) },
       uidValidity: state.uidValidity,
       logIno: buf.readDoubleLE(32),
       logOffset: buf.readDoubleLE(40),

@@ -141,7 +141,18 @@ const MTIME_TRUST_FINE_MS = 250;
 function trustWindowMs(mtimes: { readonly cur: number; readonly new: number }): number {
   return mtimes.cur % 1000 !== 0 || mtimes.new % 1000 !== 0 ? MTIME_TRUST_FINE_MS : MTIME_TRUST_MS;
 }
-/** The background delayed refresh runs this long after the window, once the folder was not used for REFRESH_IDLE_MS (see Folder#scheduleRefresh). */
+/**
+ * A scan that is not trusted is relied on until it is this old (Dovecot's
+ * MAILDIR_SYNC_SECS: it lists a dirty cur/ again once its check time is more
+ * than that in the past), or the trust window where that is longer; then the
+ * folder is listed once more (see Folder#scanHolds).
+ */
+const REFRESH_AFTER_MS = 1000;
+
+function refreshAfterMs(mtimes: { readonly cur: number; readonly new: number }): number {
+  return Math.max(REFRESH_AFTER_MS, trustWindowMs(mtimes));
+}
+/** The background delayed refresh runs this long after it is due, once the folder was not used for REFRESH_IDLE_MS (see Folder#scheduleRefresh). */
 const REFRESH_SLACK_MS = 50;
 const REFRESH_IDLE_MS = 200;
 
@@ -287,7 +298,7 @@ export class Folder {
   /** Extension fields of uidlist records (rare), by UID; undefined when the records were not parsed (the file was known). */
   #extensions: Map<number, readonly string[]> | undefined = new Map();
   /** The last full scan of cur/ and new/: their mtimes, and whether they are old enough to trust (see #syncLocked). */
-  #lastScan: { cur: number; new: number; trusted: boolean } | undefined;
+  #lastScan: ScanState | undefined;
   /** The background delayed refresh of a recent scan (see #scheduleRefresh), while one is due, and the state it was for. */
   #refreshTimer: ReturnType<typeof setTimeout> | undefined;
   #refreshFor: object | undefined;
@@ -1175,17 +1186,17 @@ export class Folder {
    * FAT; ext4 and XFS are finer — before the scan began), listed once more otherwise.
    */
   #recordScan(dirMtimes: { cur: number; new: number }, scanStart: number): void {
-    this.#lastScan = { ...dirMtimes, trusted: this.#trustable(dirMtimes, scanStart) };
+    this.#lastScan = { ...dirMtimes, trusted: this.#trustable(dirMtimes, scanStart), at: scanStart };
     // A scan the next store could skip: worth a checkpoint when the store closes.
     if (this.#lastScan.trusted) this.#checkpointDirty = true;
     else this.#scheduleRefresh();
   }
 
   /**
-   * A recent state (see #scanHolds) must be listed once more when it is no
-   * longer recent. Dovecot does that at its next sync after MAILDIR_SYNC_SECS;
-   * this store does it in the background once the window has passed (a sync
-   * through the folder's queue, like any operation), so the next operation
+   * A state that is not trusted (see #scanHolds) must be listed once more
+   * when it is REFRESH_AFTER_MS old. Dovecot does that at its next sync after
+   * MAILDIR_SYNC_SECS; this store does it in the background once it is due (a
+   * sync through the folder's queue, like any operation), so the next operation
    * finds the state trusted instead of listing cur/ itself (100k names:
    * ~70–100 ms). It waits for a quiet moment (nothing asked of the folder for
    * REFRESH_IDLE_MS: a FETCH walking the folder is not slowed by it); an
@@ -1198,9 +1209,9 @@ export class Folder {
     const last = this.#lastScan;
     if (last === undefined || last.trusted || this.#closing || this.#refreshTimer !== undefined || this.#refreshFor === last) return;
     this.#refreshFor = last;
-    const window = trustWindowMs(last);
-    // By the store's clock, as #scanHolds judges it; at most one window from now.
-    const due = Math.min(Math.max(0, Math.max(last.cur, last.new) + window - this.#ctx.clock.now()), window) + REFRESH_SLACK_MS;
+    const after = refreshAfterMs(last);
+    // By the store's clock, as #scanHolds judges it; at most that long from now.
+    const due = Math.min(Math.max(0, last.at + after - this.#ctx.clock.now()), after) + REFRESH_SLACK_MS;
     const fire = (): void => {
       this.#refreshTimer = undefined;
       const now = this.#lastScan;
@@ -1223,21 +1234,22 @@ export class Folder {
    * Whether a sync at `now` may skip listing cur/ and new/ because `last` (a
    * scan, or this store's own renames) still holds, as Dovecot's maildir sync
    * decides: the directories have its mtimes, and either they were old enough
-   * when it was made that no change can hide behind them (trusted), or cur/
-   * is still recent and new/ is not. A change by another program within the
-   * same mtime tick as the last one seen keeps the mtime, so a recent state
-   * is listed once more when it is no longer recent (Dovecot's delayed
-   * refresh, after MAILDIR_SYNC_SECS), which then makes it trusted. A burst
-   * of changes in cur/ thus lists nothing; the first sync after it lists once.
+   * when it was made that no change can hide behind them (trusted), or it was
+   * made less than REFRESH_AFTER_MS ago and new/ is not recent. A change by
+   * another program within the same mtime tick as the last one seen keeps
+   * the mtime, so a state that is not trusted is listed once more when it is
+   * that old (Dovecot's delayed refresh: a dirty cur/ is listed again once
+   * its check time is MAILDIR_SYNC_SECS in the past), which then makes it
+   * trusted. A burst of changes in cur/ (each of this store's STOREs checks
+   * it anew) thus lists nothing; the first sync a second after it lists once.
    */
-  #scanHolds(last: { cur: number; new: number; trusted: boolean }, mtimes: { cur: number; new: number }, now: number): boolean {
+  #scanHolds(last: ScanState, mtimes: { cur: number; new: number }, now: number): boolean {
     if (last.cur !== mtimes.cur || last.new !== mtimes.new) return false;
     if (last.trusted) return true;
-    // Not trusted: skipped only while cur/ is recent (a burst of changes there) and new/ is not —
-    // a recent new/ is always listed, as Dovecot does, so a message delivered into it within the
-    // same mtime tick is seen by the next session rather than after the delayed refresh.
-    const since = now - trustWindowMs(mtimes);
-    return mtimes.cur >= since && mtimes.new < since;
+    // Not trusted: skipped only while it is recent and new/ is not — a recent new/ is always
+    // listed, as Dovecot does, so a message delivered into it within the same mtime tick is
+    // seen by the next session rather than after the delayed refresh.
+    return now - last.at < refreshAfterMs(mtimes) && mtimes.new < now - trustWindowMs(mtimes);
   }
 
   /** True when directory mtimes are old enough, at a scan that began at `scanStart`, that no change can hide behind them. */
@@ -2732,7 +2744,10 @@ export class Folder {
     const last = this.#lastScan;
     if (after === undefined || last === undefined) return;
     const unchanged = after.cur === last.cur && after.new === last.new;
-    this.#lastScan = { cur: after.cur, new: after.new, trusted: unchanged ? last.trusted : this.#trustable(after, this.#ctx.clock.now()) };
+    const now = this.#ctx.clock.now();
+    // Unchanged (nothing renamed): the state as it was, checked when it was. Changed: checked now, as
+    // Dovecot's sync after its own renames takes its check time (before them) into its index header.
+    this.#lastScan = unchanged ? last : { cur: after.cur, new: after.new, trusted: this.#trustable(after, now), at: now };
     this.#checkpointDirty = true;
     this.#scheduleRefresh();
   }
@@ -3093,6 +3108,14 @@ function sameDigest(x: NamesDigest, y: NamesDigest): boolean {
 }
 
 /** What a sync stat'ed first (see Folder#probe); null: the file is missing. */
+/** A scan of cur/ and new/ (or this store's own renames after one): their mtimes, whether they can be trusted, and when it was made (see Folder#scanHolds). */
+interface ScanState {
+  readonly cur: number;
+  readonly new: number;
+  readonly trusted: boolean;
+  readonly at: number;
+}
+
 interface SyncProbe {
   readonly cur: Stats | null;
   readonly new: Stats | null;
