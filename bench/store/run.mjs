@@ -3,7 +3,7 @@
  * bench/store: the Maildir store against Dovecot 2.3 on the same data, in one run.
  *
  *   pnpm build && node bench/store/run.mjs [--messages 100000] [--deliveries 2000]
- *     [--concurrency 8] [--lda 300] [--rounds 3] [--only ours|dovecot] [--skip-deliver] [--skip-mailbox] [--keep]
+ *     [--concurrency 8] [--lda 300] [--rounds 5] [--only ours|dovecot] [--skip-deliver] [--skip-mailbox] [--keep]
  *
  * Rows: durable deliveries per second (sequential and N in flight), a mailbox
  * of --messages messages opened cold and warm (open, list UIDs+flags, +\Flagged
@@ -36,7 +36,7 @@ const gc = globalThis.gc ?? vm.runInNewContext('gc');
 // Options
 
 function parseArgs(argv) {
-  const o = { messages: 100_000, deliveries: 2000, concurrency: 8, lda: 300, warmup: 2000, rounds: 3, only: 'both', deliver: true, mailbox: true, keep: false, out: join(here, 'results.json') };
+  const o = { messages: 100_000, deliveries: 2000, concurrency: 8, lda: 300, warmup: 2000, rounds: 5, only: 'both', deliver: true, mailbox: true, keep: false, out: join(here, 'results.json') };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const num = () => Number(argv[++i]);
