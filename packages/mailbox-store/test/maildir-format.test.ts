@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { systemClock } from '@pigeonpost/wire/node';
 import { describe, expect, it } from 'vitest';
 import { writeThroughDotlock } from '../src/maildir/dotlock.js';
-import { curName, parseFilename, splitInfo, UniqueNames } from '../src/maildir/filename.js';
+import { compareForUids, curName, parseFilename, splitInfo, UniqueNames } from '../src/maildir/filename.js';
+import { createMaildirStore } from '../src/maildir/index.js';
 import { decodeRecords, encodeRecord } from '../src/maildir/index-log.js';
 import { KeywordTable, parseKeywordsFile, serializeKeywordsFile } from '../src/maildir/keywords.js';
 import { folderDirName, mailboxNameOfDir, parseSubscriptions, serializeSubscriptions } from '../src/maildir/layout.js';
@@ -19,6 +20,51 @@ const DOVECOT_UIDLIST =
   '1 :1700000001.M1P10.host,S=100,W=102\n' +
   '2 W2048 :1700000002.M2P10.host\n' +
   '3 G0011 P00000001 :1700000003.M3P10.host,S=5\n';
+
+describe('the order new files get their UIDs in (Dovecot\'s maildir_filename_sort_cmp)', () => {
+  it('sorts by the seconds as a number, then by M<usec> when both names have one, then by the rest of the base', () => {
+    // Postfix's names within one second: by microseconds, not by device and inode (string order).
+    const a = '1700000000.V801I9M50.mx';
+    const b = '1700000000.V801I10M100.mx';
+    expect([b, a].sort()).toEqual([b, a]);
+    expect([b, a].sort(compareForUids)).toEqual([a, b]);
+    // Seconds as numbers: a nine-digit time before a ten-digit one.
+    expect(['1000000000.M0P1.h', '999999999.M5P1.h'].sort(compareForUids)).toEqual(['999999999.M5P1.h', '1000000000.M0P1.h']);
+    // Only one with microseconds, or equal ones: the rest of the base decides; the info is not looked at.
+    expect(compareForUids('1700000000.P1Q2.h', '1700000000.M1P1.h')).toBeGreaterThan(0);
+    expect(compareForUids('1700000000.M7P1Q1.h', '1700000000.M7P1Q2.h')).toBeLessThan(0);
+    expect(compareForUids('1700000000.M7P1.h:2,S', '1700000000.M7P1.h:2,FS')).toBe(0);
+    expect(compareForUids('1700000000.M7P1.h', '1700000000.M7P1.h.x')).toBeLessThan(0);
+    // Ours: <sec>.M<usec>P<pid>Q<n>R<rand>.<host>.
+    const ours = ['1700000001.M3P9Q2Rab.h', '1700000001.M20P1Q1Rcd.h', '1700000000.M999999P1Q9Ref.h'];
+    expect([...ours].sort(compareForUids)).toEqual(['1700000000.M999999P1Q9Ref.h', '1700000001.M3P9Q2Rab.h', '1700000001.M20P1Q1Rcd.h']);
+  });
+
+  it('numbers files another program left in new/ within one second by their microseconds', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'pp-order-'));
+    try {
+      const store = createMaildirStore({ root, fsync: false });
+      await store.createUser('tim', { mailboxes: [] });
+      const maildir = join(root, 'tim', 'Maildir');
+      // Written in this order, which is neither their names' string order nor their inodes'.
+      const names = ['1700000000.V801I10M300000.mx', '1700000000.V801I9M100000.mx', '1700000000.V801I11M200000.mx'];
+      for (const name of names) await writeFile(join(maildir, 'new', name), `Subject: ${name}\n\nhi\n`);
+      const h = await (await store.user('tim')).open('INBOX');
+      const subjects = [];
+      for (const m of h.messages()) {
+        const chunks: Uint8Array[] = [];
+        for await (const chunk of h.read(m.uid)) chunks.push(chunk);
+        subjects.push(/Subject: (\S+)/.exec(Buffer.concat(chunks).toString('latin1'))![1]);
+      }
+      expect(subjects).toEqual(['1700000000.V801I9M100000.mx', '1700000000.V801I11M200000.mx', '1700000000.V801I10M300000.mx']);
+      expect(h.messages().map((m) => m.uid)).toEqual([1, 2, 3]);
+      await h.close();
+      await store.close();
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('dovecot-uidlist v3', () => {
   it('parses Dovecot\'s format, keeping extensions', () => {

@@ -150,3 +150,49 @@ export class UniqueNames {
 export function withSizes(base: string, physicalSize: number, virtualSize: number): string {
   return `${base},S=${physicalSize},W=${virtualSize}`;
 }
+
+/**
+ * The order in which new files get their UIDs, as Dovecot's
+ * maildir_filename_sort_cmp (maildir-filename.c) sorts them: by the leading
+ * seconds (as a number, so `999999999.` comes before `1000000000.`), then by
+ * the microseconds of an `M<usec>` in the uniqueness part when both names
+ * have one (ours do, and Postfix's `<sec>.V<dev>I<ino>M<usec>.<host>`),
+ * then by the rest of the base name. Plain string order would number files
+ * delivered within one second by device and inode (Postfix) instead of by
+ * time, and differently from Dovecot. Names without a `:` compare whole.
+ */
+export function compareForUids(a: string, b: string): number {
+  let i = 0;
+  let j = 0;
+  let secsA = 0;
+  let secsB = 0;
+  for (let c = a.charCodeAt(i); c >= 48 && c <= 57; c = a.charCodeAt(++i)) secsA = secsA * 10 + (c - 48);
+  for (let c = b.charCodeAt(j); c >= 48 && c <= 57; c = b.charCodeAt(++j)) secsB = secsB * 10 + (c - 48);
+  if (secsA !== secsB) return secsA < secsB ? -1 : 1;
+  const usecsA = usecsAt(a, i);
+  const usecsB = usecsAt(b, j);
+  if (usecsA >= 0 && usecsB >= 0 && usecsA !== usecsB) return usecsA < usecsB ? -1 : 1;
+  // The rest of the bases, up to the info separator.
+  for (;; i++, j++) {
+    const endA = i >= a.length || a.charCodeAt(i) === 58;
+    const endB = j >= b.length || b.charCodeAt(j) === 58;
+    if (endA || endB) return endA && endB ? 0 : endA ? -1 : 1;
+    const d = a.charCodeAt(i) - b.charCodeAt(j);
+    if (d !== 0) return d;
+  }
+}
+
+/** The digits after the first `M` of the uniqueness part (`.<uniqueness>.` right after the seconds at `at`); -1 when there is none. */
+function usecsAt(name: string, at: number): number {
+  if (name.charCodeAt(at) !== 46) return -1;
+  for (let k = at + 1; k < name.length; k++) {
+    const c = name.charCodeAt(k);
+    if (c === 46 || c === 58) return -1;
+    if (c === 77) {
+      let usecs = 0;
+      for (let d = name.charCodeAt(++k); d >= 48 && d <= 57; d = name.charCodeAt(++k)) usecs = usecs * 10 + (d - 48);
+      return usecs;
+    }
+  }
+  return -1;
+}
