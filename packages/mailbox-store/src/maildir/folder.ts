@@ -27,7 +27,7 @@ import type { FlagChangeMode, MessageSource } from '../types.js';
 import { CHECKPOINT_VERSION, decodeCheckpoint, encodeCheckpoint, LOG_TAIL_CHECK, peekCheckpointScan } from './checkpoint.js';
 import { acquireDotlock, writeThroughDotlock } from './dotlock.js';
 import type { Dotlock } from './dotlock.js';
-import { baseOfName, compareForUids, curName, INFO_PREFIX, infoOfName, LETTER_OF_FLAG, parseFilename, physicalSizeOfBase, sortInfo, splitInfo, virtualSizeOfBase, withSizes } from './filename.js';
+import { baseOfName, curName, INFO_PREFIX, infoOfName, LETTER_OF_FLAG, parseFilename, physicalSizeOfBase, sortForUids, sortInfo, splitInfo, virtualSizeOfBase, withSizes } from './filename.js';
 import type { UniqueNames } from './filename.js';
 import type { FsFailure, FsWorker, RenameJob } from './fs-worker.js';
 import type { MaildirReadMode } from './store.js';
@@ -1064,7 +1064,7 @@ export class Folder {
     // Names no record has: in `found` alone when the records' names went to `nameAt`.
     if (nameAt !== undefined ? found.size > 0 : found.size > keptCount) {
       const known = nameAt !== undefined ? undefined : new Set(bases);
-      const fresh = [...found.keys()].filter((b) => known === undefined || !known.has(b)).sort(compareForUids);
+      const fresh = sortForUids([...found.keys()].filter((b) => known === undefined || !known.has(b)));
       for (const base of fresh) {
         uids.push(nextUid++);
         bases.push(base);

@@ -486,8 +486,14 @@ export class FsWorker {
     const thread = this.#thread;
     this.#thread = undefined;
     if (thread === undefined) return;
-    if (this.#pending.size === 0 && thread.online) await keepIdleThread(thread);
-    // Its exit fails the jobs in flight.
-    else await thread.worker.terminate();
+    if (this.#pending.size === 0 && thread.online) {
+      await keepIdleThread(thread);
+      return;
+    }
+    // The jobs in flight fail now: a reply that comes while the thread is ended is not taken.
+    const error = new Error('file worker closed');
+    for (const p of this.#pending.values()) p.reject(error);
+    this.#pending.clear();
+    await thread.worker.terminate();
   }
 }
