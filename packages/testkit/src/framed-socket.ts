@@ -109,3 +109,30 @@ export class FramedSocket<T> {
     return new Promise((resolve) => this.#socket.once('close', () => resolve()));
   }
 }
+
+/**
+ * What the raw line clients (POP3, SMTP) share: the greeting read at connect,
+ * exchanges run one after another, and closing.
+ */
+export abstract class RawLineClient<Unit, Greeting> {
+  readonly greeting: Greeting;
+  protected readonly conn: FramedSocket<Unit>;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  protected constructor(conn: FramedSocket<Unit>, greeting: Greeting) {
+    this.conn = conn;
+    this.greeting = greeting;
+  }
+
+  /** Run `exchange` after the ones before it (each sees only its own replies). */
+  protected serial<R>(exchange: () => Promise<R>): Promise<R> {
+    const run = this.#queue.then(exchange);
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Close the connection (nothing sent). */
+  close(): void {
+    this.conn.close();
+  }
+}

@@ -5,6 +5,8 @@ export { RawImap, connectImap, imapQuote } from './raw-imap.js';
 export type { RawResponse, ImapResult, RawImapOptions } from './raw-imap.js';
 export { RawPop3, connectPop3 } from './raw-pop3.js';
 export type { Pop3Result, RawPop3Options } from './raw-pop3.js';
+export { RawSmtp, connectSmtp } from './raw-smtp.js';
+export type { SmtpReply, RawSmtpOptions } from './raw-smtp.js';
 export { deliverLmtp, deliverWithLda } from './delivery.js';
 export type { LmtpReply, DeliverLmtpOptions, DeliverWithLdaOptions } from './delivery.js';
 export { freePorts } from './ports.js';

@@ -3,7 +3,7 @@
  * replies also the dot-unstuffed body.
  */
 import { LineFramer } from '@pigeonpost/wire';
-import { FramedSocket } from './framed-socket.js';
+import { FramedSocket, RawLineClient } from './framed-socket.js';
 import type { ConnectOptions } from './framed-socket.js';
 
 const CRLF = Buffer.from('\r\n', 'latin1');
@@ -28,16 +28,8 @@ export interface Pop3Result {
 export type RawPop3Options = ConnectOptions;
 
 /** See the module comment. Make one with `connectPop3`. */
-export class RawPop3 implements AsyncDisposable {
-  /** The greeting line, e.g. `+OK Dovecot (Debian) ready.` */
-  readonly greeting: string;
-  readonly #conn: FramedSocket<Buffer>;
-  #queue: Promise<unknown> = Promise.resolve();
-
-  private constructor(conn: FramedSocket<Buffer>, greeting: string) {
-    this.#conn = conn;
-    this.greeting = greeting;
-  }
+export class RawPop3 extends RawLineClient<Buffer, string> implements AsyncDisposable {
+  // `greeting`: the greeting line, e.g. `+OK Dovecot (Debian) ready.`
 
   /** @internal Use `connectPop3`. */
   static async open(options: RawPop3Options): Promise<RawPop3> {
@@ -63,24 +55,22 @@ export class RawPop3 implements AsyncDisposable {
    * goes on to the `.` line (LIST, RETR, TOP, UIDL, CAPA); a `-ERR` is always one line.
    */
   command(text: string, options: { readonly multiline?: boolean } = {}): Promise<Pop3Result> {
-    const run = this.#queue.then(async () => {
-      await this.#conn.write(`${text}\r\n`);
-      const first = await this.#conn.next();
+    return this.serial(async () => {
+      await this.conn.write(`${text}\r\n`);
+      const first = await this.conn.next();
       const status = first.toString('latin1').replace(/\r?\n$/, '');
       const ok = status.startsWith('+OK');
       if (!ok || options.multiline !== true) return { ok, status, raw: first, body: Buffer.alloc(0) };
       const raw = [first];
       const body: Buffer[] = [];
       for (;;) {
-        const line = await this.#conn.next();
+        const line = await this.conn.next();
         raw.push(line);
         if (line.length === 3 && line.toString('latin1') === '.\r\n') break;
         body.push(line[0] === 0x2e ? line.subarray(1) : line);
       }
       return { ok, status, raw: Buffer.concat(raw), body: Buffer.concat(body) };
     });
-    this.#queue = run.catch(() => undefined);
-    return run;
   }
 
   /** `USER` + `PASS`; rejects unless both answer `+OK`. */
@@ -101,13 +91,9 @@ export class RawPop3 implements AsyncDisposable {
     }
   }
 
-  close(): void {
-    this.#conn.close();
-  }
-
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
-    await this.#conn.closedPromise();
+    await this.conn.closedPromise();
   }
 }
 

@@ -1,50 +1,20 @@
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDevCertificates } from '@pigeonpost/wire/node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { groupAlive } from '../src/cleanup.js';
-import { postfixAvailable, startPostfix } from '../src/index.js';
+import { connectSmtp, postfixAvailable, startPostfix } from '../src/index.js';
 import type { RunningPostfix } from '../src/index.js';
 
 const peer = postfixAvailable();
 if (!peer.available) console.warn(`skipping Postfix interop tests: ${peer.reason}`);
 
-/** A minimal plaintext SMTP exchange: every line sent, every reply read (multi-line replies joined). */
+/** A plaintext SMTP exchange: the greeting, then each command's reply (multi-line replies whole). */
 async function smtp(port: number, commands: readonly string[]): Promise<string[]> {
-  const socket = net.connect({ host: '127.0.0.1', port });
-  socket.setEncoding('latin1');
-  let buffer = '';
-  const replies: string[] = [];
-  const next = (): Promise<string> =>
-    new Promise((resolve, reject) => {
-      const check = (): void => {
-        const m = /^(?:\d{3}-[^\r\n]*\r\n)*\d{3} [^\r\n]*\r\n/.exec(buffer);
-        if (m !== null) {
-          buffer = buffer.slice(m[0].length);
-          socket.off('data', onData);
-          socket.off('error', reject);
-          resolve(m[0]);
-        }
-      };
-      const onData = (d: string): void => {
-        buffer += d;
-        check();
-      };
-      socket.on('data', onData);
-      socket.once('error', reject);
-      check();
-    });
-  try {
-    replies.push(await next());
-    for (const command of commands) {
-      socket.write(`${command}\r\n`);
-      replies.push(await next());
-    }
-  } finally {
-    socket.destroy();
-  }
+  await using client = await connectSmtp({ port });
+  const replies = [client.greeting.raw];
+  for (const command of commands) replies.push((await client.command(command)).raw);
   return replies;
 }
 

@@ -16,12 +16,11 @@
  */
 import { Buffer } from 'node:buffer';
 import { chmod, chown, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { postfixAvailable, startPostfix } from '@pigeonpost/testkit';
-import type { RunningPostfix } from '@pigeonpost/testkit';
+import { connectSmtp, postfixAvailable, startPostfix } from '@pigeonpost/testkit';
+import type { RunningPostfix, SmtpReply } from '@pigeonpost/testkit';
 import { createMaildirStore } from '../../src/maildir/index.js';
 import type { MailboxHandle } from '../../src/types.js';
 
@@ -32,41 +31,12 @@ const NOBODY = 65534;
 
 /** One SMTP transaction to Postfix's smtpd: every reply must be 2xx/3xx; `data` goes as it is (CRLF, dot-stuffed by the caller). */
 async function smtpSend(port: number, from: string, to: string, data: string, mailParams = ''): Promise<void> {
-  const socket = net.connect({ host: '127.0.0.1', port });
-  socket.setEncoding('latin1');
-  let buffer = '';
-  const reply = (): Promise<string> =>
-    new Promise((resolve, reject) => {
-      const check = (): void => {
-        const m = /^(?:\d{3}-[^\r\n]*\r\n)*(\d{3}) [^\r\n]*\r\n/.exec(buffer);
-        if (m === null) return;
-        buffer = buffer.slice(m[0].length);
-        socket.off('data', onData);
-        socket.off('error', reject);
-        if (m[1]!.startsWith('4') || m[1]!.startsWith('5')) reject(new Error(`SMTP: ${m[0].trim()}`));
-        else resolve(m[0]);
-      };
-      const onData = (d: string): void => {
-        buffer += d;
-        check();
-      };
-      socket.on('data', onData);
-      socket.once('error', reject);
-      check();
-    });
-  try {
-    await reply();
-    for (const command of ['EHLO client.test', `MAIL FROM:<${from}>${mailParams}`, `RCPT TO:<${to}>`, 'DATA']) {
-      socket.write(`${command}\r\n`);
-      await reply();
-    }
-    socket.write(Buffer.from(`${data}.\r\n`, 'utf8'));
-    await reply();
-    socket.write('QUIT\r\n');
-    await reply();
-  } finally {
-    socket.destroy();
-  }
+  await using client = await connectSmtp({ port });
+  const ok = (r: SmtpReply): void => {
+    if (r.code >= 400) throw new Error(`SMTP: ${r.raw.trim()}`);
+  };
+  for (const command of ['EHLO client.test', `MAIL FROM:<${from}>${mailParams}`, `RCPT TO:<${to}>`, 'DATA']) ok(await client.command(command));
+  ok(await client.send(Buffer.from(`${data}.\r\n`, 'utf8')));
 }
 
 /** Wait until `dir` holds `count` files; their names. */
