@@ -39,9 +39,17 @@ const HEADER = 136;
 /** Bytes of the log before the checkpoint's offset that must still be the same. */
 export const LOG_TAIL_CHECK = 256;
 
+/** A scan of cur/ and new/ (or a store's own renames after one): their mtimes, whether they can be trusted, and when it was made (`at`, ms; see Folder#scanHolds). */
+export interface ScanState {
+  readonly cur: number;
+  readonly new: number;
+  readonly trusted: boolean;
+  readonly at: number;
+}
+
 export interface CheckpointMeta {
-  /** The last full scan of cur/ and new/ that this state reflects, whether its mtimes could be trusted, and when it was made (`at`, ms). */
-  readonly scan: { readonly cur: number; readonly new: number; readonly trusted: boolean; readonly at: number } | undefined;
+  /** The last full scan of cur/ and new/ that this state reflects. */
+  readonly scan: ScanState | undefined;
   readonly logIno: number;
   readonly logOffset: number;
   readonly logTailCrc: number;

@@ -25,6 +25,7 @@ import { imapBodyStructure, MimeParser } from '@pigeonpost/mime';
 import { computeStructure } from '../structure.js';
 import type { FlagChangeMode, MessageSource } from '../types.js';
 import { CHECKPOINT_VERSION, decodeCheckpoint, encodeCheckpoint, LOG_TAIL_CHECK, peekCheckpointScan } from './checkpoint.js';
+import type { ScanState } from './checkpoint.js';
 import { acquireDotlock, writeThroughDotlock } from './dotlock.js';
 import type { Dotlock } from './dotlock.js';
 import { baseOfName, curName, INFO_PREFIX, infoOfName, LETTER_OF_FLAG, parseFilename, physicalSizeOfBase, sortForUids, sortInfo, splitInfo, virtualSizeOfBase, withSizes } from './filename.js';
@@ -2436,7 +2437,7 @@ export class Folder {
         continue;
       }
       try {
-        renameSync(m.file === undefined ? `${this.path}/cur/${curName(m.base, m.info)}` : `${this.path}/${m.file}`, `${this.path}/cur/${target}`);
+        renameSync(this.#pathOf(m), `${this.path}/cur/${target}`);
         renamed[k] = true;
       } catch (error) {
         if (errno(error) !== 'ENOENT') throw error;
@@ -2481,7 +2482,7 @@ export class Folder {
           const k = which[i]!;
           const m = messages[k]!;
           try {
-            renameSync(m.file === undefined ? `${this.path}/cur/${curName(m.base, m.info)}` : `${this.path}/${m.file}`, `${this.path}/cur/${curName(m.base, targets[k]!)}`);
+            renameSync(this.#pathOf(m), `${this.path}/cur/${curName(m.base, targets[k]!)}`);
             renamed[k] = true;
           } catch (error) {
             if (errno(error) !== 'ENOENT') throw error;
@@ -2647,7 +2648,7 @@ export class Folder {
       for (const k of retry.sort((a, b) => a - b)) renamed[k] = await this.#renameJob(plan, k, retarget);
     }
     if (count >= WORKER_RENAMES_FROM) {
-      // Files renamed on this thread (before the workers took over, if they did), for the debug log.
+      // Files renamed on this thread (before the workers took over, if they did, and the chunks it took from the end), for the debug log.
       const here = (plan.batched ? plan.hereDone : count) + stolen;
       this.#ctx.logger.debug({ path: this.path, files: count, here, whilePlanning: plan.whilePlanning, stolen, workers: count - here }, 'flag change: files renamed');
     }
@@ -2746,7 +2747,7 @@ export class Folder {
     const unchanged = after.cur === last.cur && after.new === last.new;
     const now = this.#ctx.clock.now();
     // Unchanged (nothing renamed): the state as it was, checked when it was. Changed: checked now, as
-    // Dovecot's sync after its own renames takes its check time (before them) into its index header.
+    // Dovecot's sync after its own renames records a check time with the new mtimes in its index header.
     this.#lastScan = unchanged ? last : { cur: after.cur, new: after.new, trusted: this.#trustable(after, now), at: now };
     this.#checkpointDirty = true;
     this.#scheduleRefresh();
@@ -3108,14 +3109,6 @@ function sameDigest(x: NamesDigest, y: NamesDigest): boolean {
 }
 
 /** What a sync stat'ed first (see Folder#probe); null: the file is missing. */
-/** A scan of cur/ and new/ (or this store's own renames after one): their mtimes, whether they can be trusted, and when it was made (see Folder#scanHolds). */
-interface ScanState {
-  readonly cur: number;
-  readonly new: number;
-  readonly trusted: boolean;
-  readonly at: number;
-}
-
 interface SyncProbe {
   readonly cur: Stats | null;
   readonly new: Stats | null;
