@@ -575,9 +575,10 @@ describe('Maildir fast paths', () => {
       expect(second.online).toBe(true);
       expect((await second.mtimes([join(maildir, 'cur', 'a:2,'), join(maildir, 'cur', 'gone')]))[1]).toBeNaN();
       // Closed with a job in flight: the thread is ended and the job fails; nothing is left idle by it.
-      const busy = second.read([join(maildir, 'cur', 'a:2,')]);
+      // (Its failure is awaited from the start: close() fails it at once.)
+      const busy = expect(second.read([join(maildir, 'cur', 'a:2,')])).rejects.toThrow('file worker closed');
       await second.close();
-      await expect(busy).rejects.toThrow();
+      await busy;
       await fresh.close();
       await expect(second.mtimes([])).resolves.toEqual([]);
       await expect(second.read([join(maildir, 'cur', 'a:2,')])).rejects.toThrow('file worker closed');
