@@ -112,6 +112,49 @@ describe('cached BODYSTRUCTURE in the index log', () => {
   }
 });
 
+describe('structure windows of several folders', () => {
+  for (const readMode of ['sync-batched', 'worker'] as const) {
+    it(`serve each folder its own strings when two folders read from their logs in turn (readMode ${readMode}: ${readMode === 'sync-batched' ? 'one window buffer for the thread' : 'a buffer per window'})`, async () => {
+      const root = await mkdtemp(join(tmpdir(), 'pp-bs-'));
+      const dirs = { INBOX: join(root, 'tim', 'Maildir'), Sent: join(root, 'tim', 'Maildir', '.Sent') };
+      try {
+        const setup = createMaildirStore({ root, fsync: false });
+        await setup.createUser('tim');
+        for (const mailbox of ['INBOX', 'Sent'] as const) {
+          for (const body of [...bodies, ...bodies]) await setup.deliver({ user: 'tim', mailbox, body: Buffer.from(body) });
+        }
+        await setup.close();
+        // Each record's string made a marker of its folder and UID: what is served can only come from that record.
+        for (const [mailbox, dir] of Object.entries(dirs)) {
+          await editLog(dir, (json) => json.replace(/^(\{"t":"[AS]","u":(\d+),.*,"bs1":)"(?:[^"\\]|\\.)*"\}$/, (_all, head: string, uid: string) => `${head}"(\\"${mailbox}-${uid}\\")"}`));
+        }
+        const store = createMaildirStore({ root, fsync: false, readMode });
+        try {
+          const u = await store.user('tim');
+          const inbox = await u.open('INBOX');
+          const sent = await u.open('Sent');
+          const uids = inbox.messages().map((m) => m.uid);
+          expect(uids).toEqual([1, 2, 3, 4, 5, 6]);
+          expect(sent.messages().map((m) => m.uid)).toEqual(uids);
+          // In turn, one at a time: each folder's window is read from a point in its log that the other's reading passes.
+          const turns: string[] = [];
+          for (const uid of uids) turns.push(await inbox.bodyStructure(uid), await sent.bodyStructure(uid));
+          expect(turns).toEqual(uids.flatMap((uid) => [`("INBOX-${uid}")`, `("Sent-${uid}")`]));
+          // All at once, from the end backwards (a window per request), the folders interleaved.
+          const all = await Promise.all([...uids].reverse().flatMap((uid) => [inbox.bodyStructure(uid), sent.bodyStructure(uid), inbox.bodyStructure(1)]));
+          expect(all).toEqual([...uids].reverse().flatMap((uid) => [`("INBOX-${uid}")`, `("Sent-${uid}")`, '("INBOX-1")']));
+          await inbox.close();
+          await sent.close();
+        } finally {
+          await store.close();
+        }
+      } finally {
+        await rm(root, { recursive: true, force: true });
+      }
+    });
+  }
+});
+
 describe('first use through the parse workers', () => {
   it('serves each file\'s own BODYSTRUCTURE and structure, read by its ,S= size into a reused buffer, and whole when the size lies', async () => {
     const root = await mkdtemp(join(tmpdir(), 'pp-bs-'));
