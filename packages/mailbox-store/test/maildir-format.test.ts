@@ -129,8 +129,9 @@ describe('dovecot-keywords rewrites', () => {
     try {
       const path = join(dir, 'dovecot-keywords');
       const lockOptions = { clock: systemClock, staleTimeoutMs: 120_000, timeoutMs: 1000 };
-      // Dovecot dates its own rewrite a second ahead when it already read a file of this second.
-      const ahead = (Math.floor(Date.now() / 1000) + 2) * 1000;
+      // Dovecot dates its own rewrite a second ahead when it already read a file of this second. This one
+      // is far enough ahead (30 s) that the rewrite cannot catch up with it on a slow machine.
+      const ahead = (Math.floor(Date.now() / 1000) + 30) * 1000;
       await writeFile(path, '0 K1\n');
       await utimes(path, new Date(ahead), new Date(ahead));
       await writeThroughDotlock(path, '0 K1\n1 Ours\n', lockOptions, false, true);
@@ -138,7 +139,8 @@ describe('dovecot-keywords rewrites', () => {
       expect((await stat(path)).mtimeMs).toBe(ahead + 1000);
       // An older file: the new one simply has the current time.
       await utimes(path, new Date(0), new Date(0));
-      const before = Math.floor(Date.now() / 1000) * 1000;
+      // The kernel stamps files from a clock that may lag Date.now() by a tick (a few ms): 50 ms of slack.
+      const before = Math.floor((Date.now() - 50) / 1000) * 1000;
       await writeThroughDotlock(path, '0 K1\n', lockOptions, false, true);
       expect((await stat(path)).mtimeMs).toBeGreaterThanOrEqual(before);
     } finally {

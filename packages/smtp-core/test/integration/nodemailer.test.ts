@@ -213,11 +213,13 @@ describe('Node adapter', () => {
   });
 
   it('the idle timeout does not fire while a hook runs', async () => {
+    // The hook takes 2.5 times the idle timeout; the timeout is long enough (600 ms) that a loaded
+    // machine reads the pipelined commands before it.
     const { port } = await start({
-      idleTimeoutMs: 150,
+      idleTimeoutMs: 600,
       onData: async (_e, body) => {
         for await (const c of body) void c;
-        await new Promise((r) => setTimeout(r, 400));
+        await new Promise((r) => setTimeout(r, 1500));
       },
     });
     const c = await rawConnect(port);

@@ -50,11 +50,13 @@ describe('idle timeout on a virtual clock', () => {
 
   it('counts bytes the session has not read yet as activity', async () => {
     const clock = new VirtualClock();
+    let server: Connection['socket'] | undefined;
     const { port } = await opened.listener({
       clock,
       idleTimeoutMs: 1000,
       onConnection: (connection) => {
         // This session never reads: the bytes stay in the socket's buffer, untouched by the listener.
+        server = connection.socket;
         connection.socket.write('220 ready\r\n');
       },
     });
@@ -62,7 +64,8 @@ describe('idle timeout on a virtual clock', () => {
     await client.waitFor('220');
     clock.advance(500);
     client.socket.write('early bytes\r\n');
-    await settle();
+    // Node has pushed them into the server socket's buffer (where the listener notes them), at t=500.
+    await until(() => (server?.readableLength ?? 0) > 0, 'bytes buffered');
     clock.advance(900);
     await settle();
     expect(client.isClosed()).toBe(false);
