@@ -19,6 +19,7 @@ export type {
   MailboxHandle,
   OpenMailboxOptions,
   StoreChange,
+  StoreWatch,
   WatchOptions,
   QuotaLimits,
   QuotaUsage,

@@ -216,6 +216,21 @@ export type StoreChange =
    */
   | { readonly type: 'resync'; readonly dropped: number };
 
+/** What `watch()` returns: the changes, as an async iterable, and when those of other processes start being seen. */
+export interface StoreWatch extends AsyncIterable<StoreChange> {
+  /**
+   * Resolves once changes made by other processes and programs are reported
+   * from then on (another store on the same Maildir, Postfix or Dovecot
+   * writing into `new/`): the Maildir store takes its starting point in the
+   * background, looking at every folder of the user. Changes made through
+   * this store object are reported from the moment `watch()` returns (the
+   * memory store's `ready` is resolved at once). Never rejects. An IMAP IDLE
+   * session awaits it and then syncs, so nothing that arrives in between is
+   * missed.
+   */
+  readonly ready: Promise<void>;
+}
+
 export interface WatchOptions {
   /** Ends the iteration. */
   readonly signal?: AbortSignal;
@@ -298,7 +313,7 @@ export interface UserMailStore {
   quota(): Promise<QuotaUsage>;
   setQuota(limits: QuotaLimits): Promise<void>;
   /** Change notifications for this user's mailboxes, from this process and others sharing the store. Hints: call `sync()` for exact data. */
-  watch(options?: WatchOptions): AsyncIterable<StoreChange>;
+  watch(options?: WatchOptions): StoreWatch;
   /** POP3's view of INBOX, with the maildrop lock held. */
   openPop3(): Promise<Pop3Maildrop>;
 }

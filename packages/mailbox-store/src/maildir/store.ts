@@ -41,7 +41,7 @@ import type {
   QuotaLimits,
   QuotaUsage,
   SpecialUse,
-  StoreChange,
+  StoreWatch,
   UserMailStore,
   WatchOptions,
 } from '../types.js';
@@ -693,7 +693,7 @@ class MaildirUser implements UserMailStore {
     });
   }
 
-  watch(options: WatchOptions = {}): AsyncIterable<StoreChange> {
+  watch(options: WatchOptions = {}): StoreWatch {
     this.store.checkOpen();
     const mailbox = options.mailbox === undefined ? undefined : this.name(options.mailbox);
     const iterator = this.store.hub.watch(this.user, { ...options, ...(mailbox !== undefined ? { mailbox } : {}) });
@@ -701,7 +701,8 @@ class MaildirUser implements UserMailStore {
       this.#poller = new Poller(this);
       this.#poller.start();
     }
-    return iterator;
+    // Other processes' changes are seen once the poller's first scan has taken its starting point.
+    return Object.assign(iterator, { ready: this.#poller.ready });
   }
 
   async openPop3(): Promise<Pop3Maildrop> {
@@ -806,8 +807,11 @@ class Poller {
     this.#user = user;
   }
 
+  /** Resolved once the first scan has taken each folder's starting point (the index log's end, `new/`'s mtime); never rejects. */
+  ready: Promise<void> = Promise.resolve();
+
   start(): void {
-    void this.#tick(true);
+    this.ready = this.#tick(true);
   }
 
   /** Stop polling; resolves once a scan in flight has finished. */

@@ -41,6 +41,7 @@ import type {
   QuotaUsage,
   SpecialUse,
   StoreChange,
+  StoreWatch,
   UserMailStore,
   WatchOptions,
 } from '../types.js';
@@ -479,13 +480,15 @@ class MemoryUserStore implements UserMailStore {
     });
   }
 
-  watch(options: WatchOptions = {}): AsyncIterable<StoreChange> {
+  watch(options: WatchOptions = {}): StoreWatch {
+    // Every change goes through this process's hub: seen from the call on.
+    const ready = Promise.resolve();
     try {
       this.#store.live();
       const mailbox = options.mailbox === undefined ? undefined : this.#store.mailboxName(options.mailbox);
-      return this.#store.hub.watch(this.user, { ...options, mailbox });
+      return Object.assign(this.#store.hub.watch(this.user, { ...options, mailbox }), { ready });
     } catch (error) {
-      return failedSource<StoreChange>(error);
+      return Object.assign(failedSource<StoreChange>(error), { ready });
     }
   }
 

@@ -1226,6 +1226,22 @@ export function defineStoreConformance(subject: ConformanceSubject, t: Conforman
         controller.abort();
       });
 
+      it('says when it is ready (changes of other writers seen from then on), for every watcher', async () => {
+        const user = await alice();
+        const controller = new AbortController();
+        const first = user.watch({ signal: controller.signal });
+        const second = user.watch({ signal: controller.signal, mailbox: 'INBOX' });
+        const late = (ms: number) => new Promise<string>((resolve) => setTimeout(() => resolve('not ready'), ms));
+        expect(await Promise.race([first.ready.then(() => 'ready'), late(5000)])).toBe('ready');
+        expect(await Promise.race([second.ready.then(() => 'ready'), late(5000)])).toBe('ready');
+        // Ready, the watcher still reports what this store does.
+        const it_ = second[Symbol.asyncIterator]();
+        await user.append('INBOX', message('after ready'));
+        const change = await waitFor(it_, (c) => c.type === 'append');
+        expect(change?.type === 'append' ? [change.mailbox, change.uids] : change).toEqual(['INBOX', [1]]);
+        controller.abort();
+      });
+
       it('ends when the store closes', async () => {
         const it_ = (await alice()).watch()[Symbol.asyncIterator]();
         const pending = nextChange(it_);
