@@ -114,6 +114,44 @@ describe('Maildir index checkpoint', () => {
     expect(again.dates).toEqual(mtimes());
   });
 
+  it('is read for two folders opened at once, each its own (the thread\'s scratch buffer for one, a buffer of its own for the other)', async () => {
+    // A second folder with the same names and other dates.
+    const other = join(maildir, '.Other');
+    for (const d of ['cur', 'new', 'tmp']) await mkdir(join(other, d), { recursive: true });
+    await writeFile(join(other, 'maildirfolder'), '');
+    const otherDates = Array.from({ length: N }, (_, i) => Date.UTC(2023, 2, 1) + i * DAY);
+    const otherFiles: string[] = [];
+    for (const [i, path] of files.entries()) {
+      const copy = join(other, 'cur', path.slice(path.lastIndexOf('/') + 1));
+      await writeFile(copy, await readFile(path));
+      await utimes(copy, new Date(otherDates[i]!), new Date(otherDates[i]!));
+      otherFiles.push(copy);
+    }
+    await writeFile(join(other, 'dovecot-uidlist'), await readFile(join(maildir, 'dovecot-uidlist')));
+    const datesOf = async (store: ReturnType<typeof createMaildirStore>): Promise<[number[], number[]]> => {
+      const u = await store.user('tim');
+      const [inbox, second] = await Promise.all([u.open('INBOX'), u.open('Other')]);
+      const out: [number[], number[]] = [[...(await inbox.internalDates(inbox.messages().map((m) => m.uid)))], [...(await second.internalDates(second.messages().map((m) => m.uid)))]];
+      await inbox.close();
+      await second.close();
+      return out;
+    };
+    const first = createMaildirStore({ root, fsync: false });
+    expect(await datesOf(first)).toEqual([mtimes(), otherDates]);
+    await first.close();
+    for (const readMode of ['worker', 'sync-batched'] as const) {
+      // Every file touched: the dates can only come from each folder's checkpoint.
+      await touchAll();
+      for (const path of otherFiles) await utimes(path, new Date(Date.UTC(2025, 0, 1)), new Date(Date.UTC(2025, 0, 1)));
+      const store = createMaildirStore({ root, fsync: false, readMode });
+      try {
+        expect(await datesOf(store)).toEqual([mtimes(), otherDates]);
+      } finally {
+        await store.close();
+      }
+    }
+  });
+
   it('lets a new store skip listing cur/ and new/ while they keep the mtimes of the scan it was made from', async () => {
     // Directories last changed long ago: their mtimes can be trusted.
     const old = new Date(Date.UTC(2024, 0, 1));

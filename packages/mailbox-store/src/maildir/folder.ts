@@ -36,6 +36,7 @@ import type { AddRecord, IndexRecord } from './index-log.js';
 import { cachedBodyStructureAt, crc32, READ_MORE, decodeRecords, encodeRecord, encodeRecordAt, IndexState, infoDelta, parseJsonBytes, uidRanges } from './index-log.js';
 import { KeywordTable, parseKeywordsFile, serializeKeywordsFile } from './keywords.js';
 import { MaildirMessage } from './message.js';
+import { readWholeIntoScratch, releaseScratch, takeScratch } from './scratch.js';
 import { newMailboxGuid, parseUidlistHeader, parseUidlistIndexed, serializeUidlist, UidlistParseError } from './uidlist.js';
 import type { Uidlist, UidlistRecord } from './uidlist.js';
 
@@ -494,7 +495,20 @@ export class Folder {
             return { list: this.uidlist, records: undefined };
           }
         }
-        buf = await fh.readFile();
+        // Into the thread's scratch buffer (released below, once parsed into strings and records).
+        const scratch = takeScratch(st.size);
+        try {
+          let got = 0;
+          while (got < st.size) {
+            const { bytesRead } = await fh.read(scratch, got, st.size - got, got);
+            if (bytesRead === 0) break;
+            got += bytesRead;
+          }
+          buf = scratch.subarray(0, got);
+        } catch (error) {
+          releaseScratch(scratch);
+          throw error;
+        }
         at = { ino: st.ino, size: buf.lastIndexOf(0x0a) + 1 };
       } finally {
         await fh.close();
@@ -532,6 +546,8 @@ export class Folder {
         return undefined;
       }
       throw error;
+    } finally {
+      releaseScratch(buf);
     }
   }
 
@@ -679,14 +695,15 @@ export class Folder {
    * loaded into the index, which then reads the log from its offset on.
    */
   async #loadCheckpoint(fh: Awaited<ReturnType<typeof open>>, ino: number, size: number): Promise<boolean> {
-    let buf: Buffer;
+    // Into the thread's scratch buffer: decoded into messages, numbers and strings, nothing kept of it.
+    const buf = await readWholeIntoScratch(join(this.path, INDEX_CHECKPOINT), this.#ctx.readMode === 'sync-batched');
+    if (buf === undefined) return false;
+    let cp: ReturnType<typeof decodeCheckpoint>;
     try {
-      buf = await readFile(join(this.path, INDEX_CHECKPOINT));
-    } catch (error) {
-      if (errno(error) === 'ENOENT') return false;
-      throw error;
+      cp = decodeCheckpoint(buf, this.index);
+    } finally {
+      releaseScratch(buf);
     }
-    const cp = decodeCheckpoint(buf, this.index);
     if (cp === undefined || cp.logIno !== ino || cp.logOffset > size || cp.logOffset < 1) {
       this.index.reset();
       return false;
