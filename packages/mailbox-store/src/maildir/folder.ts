@@ -36,7 +36,7 @@ import type { AddRecord, IndexRecord } from './index-log.js';
 import { cachedBodyStructureAt, crc32, READ_MORE, decodeRecords, encodeRecord, encodeRecordAt, IndexState, infoDelta, parseJsonBytes, uidRanges } from './index-log.js';
 import { KeywordTable, parseKeywordsFile, serializeKeywordsFile } from './keywords.js';
 import { MaildirMessage } from './message.js';
-import { readWholeIntoScratch, releaseScratch, takeScratch } from './scratch.js';
+import { readHandleIntoScratch, readWholeIntoScratch, releaseScratch } from './scratch.js';
 import { newMailboxGuid, parseUidlistHeader, parseUidlistIndexed, serializeUidlist, UidlistParseError } from './uidlist.js';
 import type { Uidlist, UidlistRecord } from './uidlist.js';
 
@@ -496,19 +496,7 @@ export class Folder {
           }
         }
         // Into the thread's scratch buffer (released below, once parsed into strings and records).
-        const scratch = takeScratch(st.size);
-        try {
-          let got = 0;
-          while (got < st.size) {
-            const { bytesRead } = await fh.read(scratch, got, st.size - got, got);
-            if (bytesRead === 0) break;
-            got += bytesRead;
-          }
-          buf = scratch.subarray(0, got);
-        } catch (error) {
-          releaseScratch(scratch);
-          throw error;
-        }
+        buf = await readHandleIntoScratch(fh, st.size);
         at = { ino: st.ino, size: buf.lastIndexOf(0x0a) + 1 };
       } finally {
         await fh.close();
@@ -1578,7 +1566,7 @@ export class Folder {
     if (w !== undefined && w.ino === this.#indexIno && offset >= w.start && offset + length <= w.start + w.buf.length) {
       return this.#structureFrom(w.buf, [offset - w.start, length], w.ascii);
     }
-    // Read and used in one synchronous stretch with readMode 'sync-batched': its buffer is the folder's one window buffer.
+    // Read and used in one synchronous stretch with readMode 'sync-batched': its buffer is the thread's one window buffer.
     const read = this.#ctx.readMode === 'sync-batched' ? this.#readStructureWindowSync(offset, length) : await this.#readStructureWindow(offset, length);
     return read === undefined ? undefined : this.#structureFrom(read.buf, [0, length], read.ascii);
   }

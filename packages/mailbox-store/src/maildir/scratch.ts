@@ -11,6 +11,7 @@
 
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 
 /** Files larger than this get a buffer of their own (not kept). */
 export const SCRATCH_MAX_BYTES = 64 * 1024 * 1024;
@@ -92,22 +93,26 @@ export async function readWholeIntoScratch(path: string, sync: boolean): Promise
     throw error;
   }
   try {
-    const size = (await fh.stat()).size;
-    const buf = takeScratch(size);
-    try {
-      let got = 0;
-      while (got < size) {
-        const { bytesRead } = await fh.read(buf, got, size - got, got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-      }
-      return buf.subarray(0, got);
-    } catch (error) {
-      releaseScratch(buf);
-      throw error;
-    }
+    return await readHandleIntoScratch(fh, (await fh.stat()).size);
   } finally {
     await fh.close();
+  }
+}
+
+/** Up to `size` bytes of an open file, from its start, in a scratch buffer (released here if the read fails). */
+export async function readHandleIntoScratch(fh: FileHandle, size: number): Promise<Buffer> {
+  const buf = takeScratch(size);
+  try {
+    let got = 0;
+    while (got < size) {
+      const { bytesRead } = await fh.read(buf, got, size - got, got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return buf.subarray(0, got);
+  } catch (error) {
+    releaseScratch(buf);
+    throw error;
   }
 }
 
