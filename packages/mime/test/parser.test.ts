@@ -123,3 +123,84 @@ describe('limits degrade, never throw', () => {
     expect(() => resolveMimeLimits({ maxParts: -1 })).toThrow(RangeError);
   });
 });
+
+// Expected values are Dovecot 2.3.19's answers to the same messages
+// (message-parser.c, parse_next_header: a boundary line ends a header, and the
+// line end before it, even the empty line that ended the header, belongs to
+// the boundary and is counted in the body of the cut part's parent).
+describe('a header that ends at a boundary line', () => {
+  const mp = (parts: string): Buffer => crlf(`From: a@example.org\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="b"\n\n${parts}--b--\nepi\n`);
+  const one = '--b\nContent-Type: text/plain\n\nx\n';
+  const section = (msg: Buffer, spec: string): string => sectionBytes(parseMessage(msg), spec, msg).toString('latin1');
+  const sameForEveryChunking = (msg: Buffer): void => {
+    const p = new MimeParser();
+    for (const byte of msg) p.push(Uint8Array.of(byte));
+    expect(p.end()).toEqual(parseMessage(msg));
+  };
+
+  it('the empty line before an outer boundary is not part of the header, for every kind of part', () => {
+    const cases: [Buffer, string, string][] = [
+      [mp(`${one}--b\nContent-Type: text/plain\n\n`), '2.MIME', 'Content-Type: text/plain\r\n'],
+      [mp(`--b\nContent-Type: text/plain\n\n--b\nContent-Type: text/plain\n\ny\n`), '1.MIME', 'Content-Type: text/plain\r\n'],
+      [mp(`${one}--b\n\n`), '2.MIME', ''],
+      [mp(`${one}--b\nContent-Type: multipart/mixed; boundary="c"\n\n`), '2.MIME', 'Content-Type: multipart/mixed; boundary="c"\r\n'],
+      // The part's own boundary is shorter than the outer one on that line: the longest match wins.
+      [crlf('Content-Type: multipart/mixed; boundary="bb"\n\n--bb\nContent-Type: multipart/mixed; boundary="b"\n\n--bb--\n'), '1.MIME', 'Content-Type: multipart/mixed; boundary="b"\r\n'],
+    ];
+    for (const [msg, spec, want] of cases) {
+      expect(section(msg, spec), spec).toBe(want);
+      const lf = Buffer.from(msg.toString('latin1').replace(/\r\n/g, '\n'), 'latin1');
+      expect(section(lf, spec), `${spec} (bare LF)`).toBe(want);
+      sameForEveryChunking(msg);
+    }
+    // Past the depth limit too (corpus 110-112): the header-less parts there have an empty MIME header.
+    let deep = 'Content-Type: text/plain\n\nbottom';
+    for (let i = 100; i > 0; i--) deep = `Content-Type: multipart/mixed; boundary="d${i}"\n\n--d${i}\n${deep}\n--d${i}--\n`;
+    expect(section(crlf(deep), '2.MIME')).toBe('');
+  });
+
+  it("the parts above the cut one end after the boundary's line end", () => {
+    const eoh = mp(`${one}--b\nContent-Type: multipart/mixed; boundary="c"\n\n--c\nContent-Type: text/plain\n\n`);
+    expect(section(eoh, '2')).toBe('--c\r\nContent-Type: text/plain\r\n\r\n');
+    expect(section(eoh, '2.1.MIME')).toBe('Content-Type: text/plain\r\n');
+    const cut = mp(`${one}--b\nContent-Type: multipart/mixed; boundary="c"\n\n--c\nContent-Type: text/plain\n`);
+    expect(section(cut, '2')).toBe('--c\r\nContent-Type: text/plain\r\n');
+    expect(section(cut, '2.1.MIME')).toBe('Content-Type: text/plain');
+    const inMessage = mp(`--b\nContent-Type: message/rfc822\n\nSubject: in\nContent-Type: multipart/mixed; boundary="c"\n\n--c\nContent-Type: text/plain\n--b\nContent-Type: text/plain\n\nz\n`);
+    expect(imapBodyStructure(parseMessage(inMessage))).toBe(
+      '(("message" "rfc822" NIL NIL NIL "7bit" 91 (NIL "in" NIL NIL NIL NIL NIL NIL NIL NIL) (("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0 NIL NIL NIL NIL) "mixed" ("boundary" "c") NIL NIL NIL) 5 NIL NIL NIL NIL)("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 1 0 NIL NIL NIL NIL) "mixed" ("boundary" "b") NIL NIL NIL)',
+    );
+    for (const msg of [eoh, cut, inMessage]) sameForEveryChunking(msg);
+  });
+
+  it('an encapsulated message: its header loses the line end, the message/rfc822 part keeps it', () => {
+    const eoh = mp(`${one}--b\nContent-Type: message/rfc822\n\n\n`);
+    expect(section(eoh, '2.MIME')).toBe('Content-Type: message/rfc822\r\n\r\n');
+    expect(section(eoh, '2')).toBe('\r\n');
+    expect(section(eoh, '2.HEADER')).toBe('');
+    expect(section(eoh, '2.1.MIME')).toBe('');
+    const cut = mp(`${one}--b\nContent-Type: message/rfc822\n\nSubject: inner\n`);
+    expect(section(cut, '2')).toBe('Subject: inner\r\n');
+    expect(section(cut, '2.HEADER')).toBe('Subject: inner');
+    expect(imapBodyStructure(parseMessage(cut))).toContain('("message" "rfc822" NIL NIL NIL "7bit" 16 (NIL "inner" NIL NIL NIL NIL NIL NIL NIL NIL) ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0 NIL NIL NIL NIL) 1 NIL NIL NIL NIL)');
+    // The message/rfc822 part's own empty line (corpus 100): the encapsulated header is empty.
+    const own = mp(`${one}--b\nContent-Type: message/rfc822\n\n`);
+    expect(section(own, '2.MIME')).toBe('Content-Type: message/rfc822\r\n');
+    expect(section(own, '2.HEADER')).toBe('');
+    // Dovecot sends "\r\n" here (its header filter reads on past the part); we stay inside it, as 2.HEADER does.
+    expect(section(own, '2.HEADER.FIELDS (SUBJECT)')).toBe('');
+    for (const msg of [eoh, cut, own]) sameForEveryChunking(msg);
+  });
+
+  it('a multipart whose header a boundary cut has no boundary of its own', () => {
+    const msg = mp(`--b\nContent-Type: multipart/mixed; boundary="bc"\n--bc\nContent-Type: text/plain\n\nx\n`);
+    const s = parseMessage(msg);
+    expect(s.root.children).toHaveLength(2);
+    expect(imapBodyStructure(s)).toBe(
+      '((("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0 NIL NIL NIL NIL) "mixed" ("boundary" "bc") NIL NIL NIL)("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 1 0 NIL NIL NIL NIL) "mixed" ("boundary" "b") NIL NIL NIL)',
+    );
+    expect(section(msg, '1')).toBe('');
+    expect(section(msg, '2.MIME')).toBe('Content-Type: text/plain\r\n\r\n');
+    sameForEveryChunking(msg);
+  });
+});

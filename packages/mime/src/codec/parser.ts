@@ -150,9 +150,11 @@ let defaultLimits: MimeLimits | undefined;
  *
  * Boundary and header rules follow Dovecot's message-parser, so the IMAP
  * values built from the structure match Dovecot's: a boundary line matches on
- * its prefix (`--b` followed by anything), the innermost matching boundary
- * wins, an outer boundary closes every part inside it, a boundary inside a
- * header ends that header, and content after the limits is opaque text.
+ * its prefix (`--b` followed by anything), the longest (then innermost)
+ * matching boundary wins, an outer boundary closes every part inside it, a
+ * boundary line ends a header and takes the line end before it (even the
+ * empty line that ended the header), and content after the limits is opaque
+ * text.
  *
  * How it stays fast: lines are read in place from the pushed chunk (only a
  * line cut by the end of a chunk is copied, its first `lineCap` bytes), body
@@ -199,12 +201,20 @@ export class MimeParser {
   private lt2 = -1;
   // The header field being collected.
   private field: Field | undefined;
-  /** Where the parts end when a boundary interrupted a header: the line is processed again with this end. */
-  private endOverride: Counters | undefined;
+  /**
+   * Set while a boundary line that ended a header is processed again: `at` is
+   * where the header (and the body of every part from `part` down) ends, before
+   * the line end that the boundary took from the header; `part` is the part
+   * whose header lost it. Dovecot (message-parser.c, parse_next_header) adds
+   * that line end to the body of `part`'s parent, so the parts above `part`
+   * that the boundary closes end after it.
+   */
+  private cut: { at: Counters; part: Draft } | undefined;
   /**
    * Set for one line after an empty line ended a header: Dovecot still
    * checks that line for a boundary as part of the header, and when an outer
-   * boundary is there, the empty line's line end belongs to the boundary.
+   * boundary is there, the empty line belongs to the boundary (for every
+   * kind of part, at any depth).
    */
   private afterEoh: { part: Draft; at: Counters } | undefined;
 
@@ -439,9 +449,9 @@ export class MimeParser {
         part.bodyStart = eoh.at;
         if (part.message !== undefined) part.message.headerStartCounters = part.message.bodyStart = eoh.at;
         if (part.message !== undefined) part.message.headerStart = eoh.at.offset;
-        this.endOverride = eoh.at;
+        this.cut = { at: eoh.at, part };
         this.processLine();
-        this.endOverride = undefined;
+        this.cut = undefined;
         return;
       }
     }
@@ -449,26 +459,25 @@ export class MimeParser {
       const found = this.findBoundary();
       if (found !== undefined && found.boundary.part !== this.current) {
         // A boundary inside a header ends it; the previous line end belongs to the boundary.
-        const end = this.endOverride ?? (this.current.headerLinesSeen > 0 ? this.beforePrevTerm() : this.lineCounters());
-        this.endHeader(end);
-        this.endOverride = end;
+        const outer = this.cut;
+        const part = this.current;
+        const at = outer?.at ?? (part.headerLinesSeen > 0 ? this.beforePrevTerm() : this.lineCounters());
+        this.endHeader(at, true);
+        this.cut = outer ?? { at, part };
         this.processLine();
-        this.endOverride = undefined;
+        this.cut = outer;
         return;
       }
       if (this.lc === 0 && this.lt !== 0) {
         const part = this.current;
-        this.endHeader(this.posCounters());
-        // Done for message/rfc822 parts, where the differential test shows
-        // Dovecot 2.3.19 doing it; for other parts it is not settled yet
-        // (see the README's differences section).
-        if (part.kind === 'message') this.afterEoh = { part, at: this.lineCounters() };
+        this.endHeader(this.posCounters(), false);
+        if (this.boundaries.length > 0) this.afterEoh = { part, at: this.lineCounters() };
         return;
       }
       const part = this.current;
       if (part.headerCount >= this.limits.maxHeaderCount || this.offset - part.headerStart > this.limits.maxHeaderBytes) {
         part.overflow ??= 'header';
-        this.endHeader(this.lineCounters());
+        this.endHeader(this.lineCounters(), false);
         this.processLine();
         return;
       }
@@ -481,10 +490,14 @@ export class MimeParser {
       this.firstBodyLine = false;
       return;
     }
-    const end = this.endOverride ?? (this.firstBodyLine ? this.lineCounters() : this.beforePrevTerm());
+    const cut = this.cut;
+    const end = cut?.at ?? (this.firstBodyLine ? this.lineCounters() : this.beforePrevTerm());
     const owner = found.boundary.part;
+    // The parts above the one whose header the boundary cut end after the line end it lost (see `cut`).
+    let after: Counters | undefined;
     for (let p: Draft | undefined = this.current; p !== undefined && p !== owner; p = p.parent) {
-      p.bodyEnd = end;
+      p.bodyEnd = after ?? end;
+      if (p === cut?.part) after = this.lineCounters();
     }
     this.boundaries.length = found.closing ? found.index : found.index + 1;
     this.current = owner;
@@ -553,7 +566,12 @@ export class MimeParser {
     part.fields.push(f);
   }
 
-  private endHeader(end: Counters): void {
+  /**
+   * End the current part's header at `end`. `cut`: a boundary line ended it,
+   * not an empty line; a multipart's own boundary then never counts (Dovecot
+   * registers it only at the empty line), so its body runs to the boundary.
+   */
+  private endHeader(end: Counters, cut: boolean): void {
     this.finishField();
     const part = this.current;
     part.bodyStart = end;
@@ -561,7 +579,7 @@ export class MimeParser {
     this.mode = 'body';
     this.firstBodyLine = true;
     if (part.kind === 'multipart' && part.boundary !== undefined) {
-      this.boundaries.push({ part, text: part.boundary });
+      if (!cut) this.boundaries.push({ part, text: part.boundary });
     } else if (part.kind === 'message') {
       const child = this.newPart(part, { offset: end.offset, lf: end.lf, bare: end.bare });
       part.message = child;
@@ -722,7 +740,7 @@ export class MimeParser {
     }
     this.ended = true;
     // A header cut by the end of the input ends there (Dovecot: end of headers at EOF).
-    while (this.mode === 'header') this.endHeader(this.posCounters());
+    while (this.mode === 'header') this.endHeader(this.posCounters(), false);
     const end = this.posCounters();
     for (let p: Draft | undefined = this.current; p !== undefined; p = p.parent) p.bodyEnd ??= end;
     const structure = newRecord();

@@ -273,5 +273,20 @@ while (messages.length < 230) {
   add(`random-${String(r++).padStart(3, '0')}`, mime(randomPart(0)), rand() < 0.2 ? '\n' : '\r\n');
 }
 
+// 12. Headers that end at a boundary line (added after the random ones, so the
+// numbers above stay). Dovecot gives the line end before that boundary line to
+// the boundary, also when it is the empty line that ended the header, and
+// counts it in the body of the cut part's parent.
+const two = (second, first = textPart('x')) => mime(mp('mixed', 'c', [first, second], { preamble: '', epilogue: '' }));
+add('eoh-boundary-last', two('Content-Type: text/plain\n'));
+add('eoh-boundary-middle', mime(`Content-Type: multipart/mixed; boundary="c"\n\n--c\nContent-Type: text/plain\n\n--c\n${textPart('y')}\n--c--\n`));
+add('eoh-boundary-headerless', two(''));
+add('eoh-outer-boundary-nested', two('Content-Type: multipart/mixed; boundary="d"\n\n--d\nContent-Type: text/plain\n'));
+add('cut-outer-boundary-nested', mime(`Content-Type: multipart/mixed; boundary="c"\n\n--c\n${textPart('x')}\n--c\nContent-Type: multipart/mixed; boundary="d"\n\n--d\nContent-Type: text/plain\n--c--\n`));
+add('cut-multipart-own-boundary', mime(`Content-Type: multipart/mixed; boundary="c"\n\n--c\nContent-Type: multipart/mixed; boundary="cd"\n--cd\n${textPart('x')}\n--c--\n`));
+add('rfc822-eoh-boundary', two('Content-Type: message/rfc822\n\n'));
+add('rfc822-header-cut', mime(`Content-Type: multipart/mixed; boundary="c"\n\n--c\n${textPart('x')}\n--c\nContent-Type: message/rfc822\n\nSubject: inner\n--c\n${textPart('third', 'X-Third: yes\n')}\n--c--\n`));
+add('rfc822-multipart-cut', mime(`Content-Type: multipart/mixed; boundary="c"\n\n--c\nContent-Type: message/rfc822\n\nSubject: in\nContent-Type: multipart/mixed; boundary="d"\n\n--d\nContent-Type: text/plain\n--c\n${textPart('z')}\n--c--\n`));
+
 messages.forEach(([name, body], i) => writeFileSync(join(out, `${String(i + 1).padStart(3, '0')}-${name}.eml`), body));
 console.log(`wrote ${readdirSync(out).length} messages to ${out}`);

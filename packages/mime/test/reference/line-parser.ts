@@ -5,7 +5,12 @@
  * every line and processes the lines one by one: slow but simple, and
  * checked byte for byte against Dovecot by the differential test at the
  * time. The fast parser in src/codec/parser.ts must give the same structure
- * for every input, limits and chunking.
+ * for every input, limits and chunking. Since then the two were changed
+ * alike for what the differential test found later: the empty line before
+ * an outer boundary belongs to that boundary after the header of every kind
+ * of part (not only message/rfc822); the parts above the one whose header a
+ * boundary cut end after the line end the boundary took; a multipart whose
+ * header a boundary cut has no boundary of its own.
  */
 import { resolveMimeLimits } from '../../src/limits.js';
 import type { MimeLimits } from '../../src/limits.js';
@@ -120,8 +125,12 @@ export class ReferenceParser {
   private lineCounters: Counters = { offset: 0, lf: 0, bare: 0 };
   // The header field being collected.
   private field: { name: string; value: string; keep: boolean } | undefined;
-  /** Where the parts end when a boundary interrupted a header: the line is processed again with this end. */
-  private endOverride: Counters | undefined;
+  /**
+   * Set while a boundary line that ended a header is processed again: where
+   * that header ends, and the part whose header lost its last line end (the
+   * parts above it that the boundary closes end after that line end).
+   */
+  private cut: { at: Counters; part: Draft } | undefined;
   /**
    * Set for one line after an empty line ended a header: Dovecot still
    * checks that line for a boundary as part of the header, and when an outer
@@ -253,9 +262,9 @@ export class ReferenceParser {
         part.bodyStart = eoh.at;
         if (part.message !== undefined) part.message.headerStartCounters = part.message.bodyStart = eoh.at;
         if (part.message !== undefined) part.message.headerStart = eoh.at.offset;
-        this.endOverride = eoh.at;
+        this.cut = { at: eoh.at, part };
         this.processLine(line, at);
-        this.endOverride = undefined;
+        this.cut = undefined;
         return;
       }
     }
@@ -263,26 +272,25 @@ export class ReferenceParser {
       const found = this.findBoundary(line);
       if (found !== undefined && found.boundary.part !== this.current) {
         // A boundary inside a header ends it; the previous line end belongs to the boundary.
-        const end = this.endOverride ?? (this.current.headerLinesSeen > 0 ? this.beforePrevTerm(line, at) : at);
-        this.endHeader(end);
-        this.endOverride = end;
+        const outer = this.cut;
+        const part = this.current;
+        const end = outer?.at ?? (part.headerLinesSeen > 0 ? this.beforePrevTerm(line, at) : at);
+        this.endHeader(end, true);
+        this.cut = outer ?? { at: end, part };
         this.processLine(line, at);
-        this.endOverride = undefined;
+        this.cut = outer;
         return;
       }
       if (line.contentLength === 0 && line.term !== 0) {
         const part = this.current;
-        this.endHeader(counters(this.pos));
-        // Done for message/rfc822 parts, where the differential test shows
-        // Dovecot 2.3.19 doing it; for other parts it is not settled yet
-        // (see the README's differences section).
-        if (part.kind === 'message') this.afterEoh = { part, at };
+        this.endHeader(counters(this.pos), false);
+        this.afterEoh = { part, at };
         return;
       }
       const part = this.current;
       if (part.headerCount >= this.limits.maxHeaderCount || this.pos.offset - part.headerStart > this.limits.maxHeaderBytes) {
         part.overflow ??= 'header';
-        this.endHeader(at);
+        this.endHeader(at, false);
         this.processLine(line, at);
         return;
       }
@@ -295,10 +303,13 @@ export class ReferenceParser {
       this.firstBodyLine = false;
       return;
     }
-    const end = this.endOverride ?? (this.firstBodyLine ? at : this.beforePrevTerm(line, at));
+    const cut = this.cut;
+    const end = cut?.at ?? (this.firstBodyLine ? at : this.beforePrevTerm(line, at));
     const owner = found.boundary.part;
+    let above = false;
     for (let p: Draft | undefined = this.current; p !== undefined && p !== owner; p = p.parent) {
-      p.bodyEnd = end;
+      p.bodyEnd = above ? at : end;
+      if (p === cut?.part) above = true;
     }
     this.boundaries.length = found.closing ? found.index : found.index + 1;
     this.current = owner;
@@ -359,7 +370,7 @@ export class ReferenceParser {
     part.fields.push({ name: f.name, value });
   }
 
-  private endHeader(end: Counters): void {
+  private endHeader(end: Counters, cut: boolean): void {
     this.finishField();
     const part = this.current;
     part.bodyStart = end;
@@ -367,7 +378,7 @@ export class ReferenceParser {
     this.mode = 'body';
     this.firstBodyLine = true;
     if (part.kind === 'multipart' && part.boundary !== undefined) {
-      this.boundaries.push({ part, text: part.boundary });
+      if (!cut) this.boundaries.push({ part, text: part.boundary });
     } else if (part.kind === 'message') {
       const child = this.newPart(part, counters(end));
       part.message = child;
@@ -504,7 +515,7 @@ export class ReferenceParser {
     if (this.lineLength > 0) this.finishLine(0);
     this.ended = true;
     // A header cut by the end of the input ends there (Dovecot: end of headers at EOF).
-    while (this.mode === 'header') this.endHeader(counters(this.pos));
+    while (this.mode === 'header') this.endHeader(counters(this.pos), false);
     const end = counters(this.pos);
     for (let p: Draft | undefined = this.current; p !== undefined; p = p.parent) p.bodyEnd ??= end;
     return {
