@@ -112,6 +112,46 @@ describe('cached BODYSTRUCTURE in the index log', () => {
   }
 });
 
+describe('structures of another STRUCTURE_VERSION in the index log', () => {
+  for (const readMode of ['sync-batched', 'worker'] as const) {
+    it(`are computed again from the files and appended anew, their strings not served (readMode ${readMode})`, async () => {
+      const root = await mkdtemp(join(tmpdir(), 'pp-bs-'));
+      const maildir = join(root, 'tim', 'Maildir');
+      const expected = await Promise.all(bodies.map(async (b) => imapBodyStructure(await computeStructure(Buffer.from(b)))));
+      try {
+        const setup = createMaildirStore({ root, fsync: false });
+        await setup.createUser('tim', { mailboxes: [] });
+        for (const body of bodies) await setup.deliver({ user: 'tim', body: Buffer.from(body) });
+        await setup.close();
+        // UIDs 1 and 3 written by a "build" of another version: the version changed, the string made a marker.
+        await editLog(maildir, (json) =>
+          /^\{"t":"A","u":[13],/.test(json) ? json.replace(',"st":{"version":1,', ',"st":{"version":0,').replace(/,"bs1":"(?:[^"\\]|\\.)*"\}$/, ',"bs1":"(\\"stale\\")"}') : json,
+        );
+        const log = join(maildir, 'pigeonpost-index.log');
+        expect((await readFile(log, 'latin1')).match(/"version":0,/g)).toHaveLength(2);
+        const store = createMaildirStore({ root, fsync: false, readMode });
+        const h = await (await store.user('tim')).open('INBOX');
+        expect(await h.bodyStructure(1)).toBe(expected[0]);
+        expect(await h.structure(3)).toEqual(await computeStructure(Buffer.from(bodies[2]!)));
+        expect(await h.bodyStructure(3)).toBe(expected[2]);
+        expect(await h.bodyStructure(2)).toBe(expected[1]);
+        await h.close();
+        await store.close();
+        // Appended anew (current version, with the string): a later store serves those.
+        const records = decodeRecords(await readFile(log)).records;
+        expect(records.filter((r) => r.t === 'S').map((r) => r.u).sort()).toEqual([1, 3]);
+        const again = createMaildirStore({ root, fsync: false, readMode });
+        const h2 = await (await again.user('tim')).open('INBOX');
+        for (let uid = 1; uid <= 3; uid++) expect(await h2.bodyStructure(uid)).toBe(expected[uid - 1]);
+        await h2.close();
+        await again.close();
+      } finally {
+        await rm(root, { recursive: true, force: true });
+      }
+    });
+  }
+});
+
 describe('structure windows of several folders', () => {
   for (const readMode of ['sync-batched', 'worker'] as const) {
     it(`serve each folder its own strings when two folders read from their logs in turn (readMode ${readMode}: ${readMode === 'sync-batched' ? 'one window buffer for the thread' : 'a buffer per window'})`, async () => {

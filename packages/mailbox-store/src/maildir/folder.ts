@@ -21,7 +21,7 @@ import { isKeyword, withVersions } from '../flags.js';
 import type { StoreLimits } from '../limits.js';
 import { MessageSizeCounter, meterMessageSource } from '../source.js';
 import type { MessageStructure } from '../structure.js';
-import { imapBodyStructure, MimeParser } from '@pigeonpost/mime';
+import { imapBodyStructure, MimeParser, STRUCTURE_VERSION } from '@pigeonpost/mime';
 import { computeStructure } from '../structure.js';
 import type { FlagChangeMode, MessageSource } from '../types.js';
 import { CHECKPOINT_VERSION, decodeCheckpoint, encodeCheckpoint, LOG_TAIL_CHECK, peekCheckpointScan } from './checkpoint.js';
@@ -1560,15 +1560,20 @@ export class Folder {
     }
   }
 
-  /** A structure left in the index log; undefined when the log was replaced meanwhile (then it is recomputed). */
-  async #loadStructure(offset: number, length: number): Promise<MessageStructure | undefined> {
+  /**
+   * A structure left in the index log; undefined when the log was replaced
+   * meanwhile (then it is recomputed), STALE_STRUCTURE when it is of another
+   * STRUCTURE_VERSION.
+   */
+  async #loadStructure(offset: number, length: number): Promise<MessageStructure | undefined | typeof STALE_STRUCTURE> {
     const w = this.#currentWindow();
     if (w !== undefined && w.ino === this.#indexIno && offset >= w.start && offset + length <= w.start + w.buf.length) {
-      return this.#structureFrom(w.buf, [offset - w.start, length], w.ascii);
+      return isCurrentStructureAt(w.buf, offset - w.start) ? this.#structureFrom(w.buf, [offset - w.start, length], w.ascii) : STALE_STRUCTURE;
     }
     // Read and used in one synchronous stretch with readMode 'sync-batched': its buffer is the thread's one window buffer.
     const read = this.#ctx.readMode === 'sync-batched' ? this.#readStructureWindowSync(offset, length) : await this.#readStructureWindow(offset, length);
-    return read === undefined ? undefined : this.#structureFrom(read.buf, [0, length], read.ascii);
+    if (read === undefined) return undefined;
+    return isCurrentStructureAt(read.buf, 0) ? this.#structureFrom(read.buf, [0, length], read.ascii) : STALE_STRUCTURE;
   }
 
   /**
@@ -1709,13 +1714,17 @@ export class Folder {
     if (m === undefined) throw new StoreError('ERR_STORE_NO_SUCH_MESSAGE', `message ${uid} has been expunged`);
     if (m.structure !== undefined) return m.structure;
     if (m.structureOffset >= 0) {
-      const stored = await this.#loadStructure(m.structureOffset, m.structureLength);
-      if (stored !== undefined) return stored;
-      // The log was replaced meanwhile: compute it, and keep it in memory as before.
-      const s = await this.#computeStructure(uid);
-      const now = this.index.messages.get(uid);
-      if (now !== undefined && now.base === m.base) now.structure = s;
-      return s;
+      const offset = m.structureOffset;
+      const stored = await this.#loadStructure(offset, m.structureLength);
+      if (stored === STALE_STRUCTURE) this.#forgetStale(m, offset);
+      else if (stored !== undefined) return stored;
+      else {
+        // The log was replaced meanwhile: compute it, and keep it in memory as before.
+        const s = await this.#computeStructure(uid);
+        const now = this.index.messages.get(uid);
+        if (now !== undefined && now.base === m.base) now.structure = s;
+        return s;
+      }
     }
     const pending = this.#pendingStructures.get(uid);
     if (pending !== undefined && pending.base === m.base) {
@@ -1736,8 +1745,13 @@ export class Folder {
     if (m === undefined) throw new StoreError('ERR_STORE_NO_SUCH_MESSAGE', `message ${uid} has been expunged`);
     if (m.structure === undefined) {
       let cached: string | undefined;
-      if (m.structureOffset >= 0) cached = await this.#loadBodyStructure(m.structureOffset, m.structureLength);
-      else {
+      if (m.structureOffset >= 0) {
+        const offset = m.structureOffset;
+        const got = await this.#loadBodyStructure(offset, m.structureLength);
+        // Of another STRUCTURE_VERSION: computed again below, as on first use (and appended to the log).
+        if (got === STALE_STRUCTURE) this.#forgetStale(m, offset);
+        else cached = got;
+      } else {
         const pending = this.#pendingStructures.get(uid);
         if (pending !== undefined && pending.base === m.base) {
           const got = cachedBodyStructureAt(pending.data, pending.at[0] + pending.at[1]);
@@ -1759,10 +1773,15 @@ export class Folder {
     return imapBodyStructure(await this.structure(uid));
   }
 
-  /** The BODYSTRUCTURE cached after the structure at [offset, offset + length) of the index log, through the same window as structures. */
-  async #loadBodyStructure(offset: number, length: number): Promise<string | undefined> {
+  /**
+   * The BODYSTRUCTURE cached after the structure at [offset, offset + length)
+   * of the index log, through the same window as structures; STALE_STRUCTURE
+   * when that structure is of another STRUCTURE_VERSION (its string too).
+   */
+  async #loadBodyStructure(offset: number, length: number): Promise<string | undefined | typeof STALE_STRUCTURE> {
     const w = this.#currentWindow();
     if (w !== undefined && w.ino === this.#indexIno && offset >= w.start && offset + length <= w.start + w.buf.length) {
+      if (!isCurrentStructureAt(w.buf, offset - w.start)) return STALE_STRUCTURE;
       const got = cachedBodyStructureAt(w.buf, offset - w.start + length);
       if (got !== READ_MORE) return got;
       // Its end is past the window: a new window from this structure on.
@@ -1770,8 +1789,21 @@ export class Folder {
     }
     const window = this.#ctx.readMode === 'sync-batched' ? this.#readStructureWindowSync(offset, length) : await this.#readStructureWindow(offset, length);
     if (window === undefined || length > window.buf.length) return undefined;
+    if (!isCurrentStructureAt(window.buf, 0)) return STALE_STRUCTURE;
     const got = cachedBodyStructureAt(window.buf, length);
     return got === READ_MORE ? undefined : got;
+  }
+
+  /**
+   * Forget the location of a structure of another STRUCTURE_VERSION (if the
+   * index still has it), so the message is handled as on first use: computed
+   * from its file and the new structure appended to the log, which later
+   * readers apply over the old one.
+   */
+  #forgetStale(m: MaildirMessage, offset: number): void {
+    if (this.index.messages.get(m.uid) !== m || m.structureOffset !== offset) return;
+    m.structureOffset = -1;
+    m.structureLength = 0;
   }
 
   /** A structure computed once per message even when asked for concurrently; the next files are read ahead by the file worker. */
@@ -3198,6 +3230,21 @@ interface SyncRead {
   readonly path: string;
   readonly size: number;
   readonly resolve: (data: Buffer | undefined) => void;
+}
+
+/** What loading a structure from the index log gives when it is of another `STRUCTURE_VERSION` than this build's. */
+const STALE_STRUCTURE: unique symbol = Symbol('structure of another version');
+
+/**
+ * How every structure this build writes to the index log starts: `@pigeonpost/mime`
+ * makes `version` its first key, and the log keeps structures as ASCII JSON.
+ */
+const CURRENT_STRUCTURE_START = Buffer.from(`{"version":${STRUCTURE_VERSION},`, 'latin1');
+
+/** Whether the structure JSON at `at` is of this build's STRUCTURE_VERSION (a byte compare, nothing parsed). */
+function isCurrentStructureAt(buf: Buffer, at: number): boolean {
+  const end = at + CURRENT_STRUCTURE_START.length;
+  return end <= buf.length && buf.compare(CURRENT_STRUCTURE_START, 0, CURRENT_STRUCTURE_START.length, at, end) === 0;
 }
 
 /** Bytes of the index log read for structures; `ascii`: all of it is ASCII (checked once, not per structure); `shared`: in `sharedWindow.buf`. */
