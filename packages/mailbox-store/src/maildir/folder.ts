@@ -36,7 +36,7 @@ import type { AddRecord, IndexRecord } from './index-log.js';
 import { cachedBodyStructureAt, crc32, READ_MORE, decodeRecords, encodeRecord, encodeRecordAt, IndexState, infoDelta, parseJsonBytes, uidRanges } from './index-log.js';
 import { KeywordTable, parseKeywordsFile, serializeKeywordsFile } from './keywords.js';
 import { MaildirMessage } from './message.js';
-import { readHandleIntoScratch, readWholeIntoScratch, releaseScratch } from './scratch.js';
+import { readFullySync, readHandleIntoScratch, readWholeIntoScratch, releaseScratch } from './scratch.js';
 import { newMailboxGuid, parseUidlistHeader, parseUidlistIndexed, serializeUidlist, UidlistParseError } from './uidlist.js';
 import type { Uidlist, UidlistRecord } from './uidlist.js';
 
@@ -1632,14 +1632,7 @@ export class Folder {
       this.#structureWindow = undefined;
       sharedWindow.owner = undefined;
       if (sharedWindow.buf.length < size) sharedWindow.buf = Buffer.allocUnsafeSlow(Math.max(size, STRUCTURE_LOG_WINDOW));
-      const buf = sharedWindow.buf;
-      let got = 0;
-      while (got < size) {
-        const n = readSync(fd, buf, got, size - got, offset + got);
-        if (n === 0) break;
-        got += n;
-      }
-      const data = buf.subarray(0, got);
+      const data = sharedWindow.buf.subarray(0, readFullySync(fd, sharedWindow.buf, size, offset));
       const window: StructureWindow = { ino: st.ino, start: offset, buf: data, ascii: isAscii(data), shared: true };
       sharedWindow.owner = window;
       this.#structureWindow = window;

@@ -70,13 +70,7 @@ export async function readWholeIntoScratch(path: string, sync: boolean): Promise
       const size = fstatSync(fd).size;
       const buf = takeScratch(size);
       try {
-        let got = 0;
-        while (got < size) {
-          const n = readSync(fd, buf, got, size - got, got);
-          if (n === 0) break;
-          got += n;
-        }
-        return buf.subarray(0, got);
+        return buf.subarray(0, readFullySync(fd, buf, size, 0));
       } catch (error) {
         releaseScratch(buf);
         throw error;
@@ -114,6 +108,17 @@ export async function readHandleIntoScratch(fh: FileHandle, size: number): Promi
     releaseScratch(buf);
     throw error;
   }
+}
+
+/** Read `length` bytes at `position` of `fd` into the start of `buf`, fewer at the end of the file; the count read. */
+export function readFullySync(fd: number, buf: Buffer, length: number, position: number): number {
+  let got = 0;
+  while (got < length) {
+    const n = readSync(fd, buf, got, length - got, position + got);
+    if (n === 0) break;
+    got += n;
+  }
+  return got;
 }
 
 /** The kept buffer's size (0: none), for tests. */
